@@ -12,4 +12,5 @@ if ! diff -r -q -x __pycache__ -x .ipynb_checkpoints "$snap/boundaryseg" boundar
   echo "OUT OF SYNC: nbdev_export/nbdev_clean changed the files above. Run them, review, and commit." >&2
   exit 1
 fi
+python tools/nb2readme.py --check
 echo "notebooks and library in sync"
