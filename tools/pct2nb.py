@@ -6,7 +6,7 @@
 
 The notebooks are the source of truth; the percent file is only a convenient way to write one.
 Markdown cells keep their text with the leading '# ' of each line removed."""
-import json, os, re, sys, tempfile
+import hashlib, json, os, re, sys, tempfile
 from pathlib import Path
 
 def _md_lines(lines):
@@ -19,7 +19,9 @@ def pct2nb(src, dst):
         while buf and not buf[-1].strip(): buf.pop()
         while buf and not buf[0].strip(): buf.pop(0)
         text = '\n'.join(_md_lines(buf) if kind == 'markdown' else buf)
-        cell = dict(cell_type=kind, metadata={}, source=text)
+        # deterministic ids (nbformat 4.5): exports name cells by id, so random ids would change the library on every run
+        cid = hashlib.sha1(f'{len(cells)}:{text}'.encode()).hexdigest()[:8]
+        cell = dict(cell_type=kind, id=cid, metadata={}, source=text)
         if kind == 'code': cell.update(execution_count=None, outputs=[])
         cells.append(cell)
     for line in Path(src).read_text().splitlines():
@@ -30,7 +32,7 @@ def pct2nb(src, dst):
         elif kind is not None: buf.append(line)
     flush()
     nb = dict(cells=cells, metadata=dict(kernelspec=dict(display_name='python3', language='python', name='python3')),
-              nbformat=4, nbformat_minor=4)
+              nbformat=4, nbformat_minor=5)
     fd, tmp = tempfile.mkstemp(dir=Path(dst).parent, suffix='.tmp')
     with os.fdopen(fd, 'w') as f: json.dump(nb, f, indent=1, ensure_ascii=False); f.write('\n')
     os.replace(tmp, dst)

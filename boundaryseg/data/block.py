@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TensorInstance', 'SegItems', 'seg_dataloaders', 'boundary_colors', 'show_seg_batch', 'show_batch', 'data_report']
 
-# %% ../../nbs/02_data.block.ipynb #cf79b399
+# %% ../../nbs/02_data.block.ipynb #8e25fa08
 import json
 from pathlib import Path
 import numpy as np
@@ -22,7 +22,7 @@ from .datasets import get_dataset
 from .synthetic import make_synthetic_cityscapes
 from .transforms import RandScaleCrop, RandFlip, PhotoMetric, SegAugment
 
-# %% ../../nbs/02_data.block.ipynb #80adf090
+# %% ../../nbs/02_data.block.ipynb #90f33180
 class TensorInstance(TensorMask):
     "Instance map (H,W): 0 = no instance; Cityscapes' labelId*1000+k accepted."
 
@@ -47,7 +47,7 @@ class SegItems(torch.utils.data.Dataset):
             out += (TensorInstance(torch.from_numpy(np.ascontiguousarray(s['inst'])).to(torch.int32)),)
         return out
 
-# %% ../../nbs/02_data.block.ipynb #0a842bd4
+# %% ../../nbs/02_data.block.ipynb #c8b1754d
 _FIXED_SIZE = {'synthetic', 'cityscapes', 'bdd100k'}
 
 def seg_dataloaders(name:str='synthetic', # dataset: 'synthetic', 'cityscapes', 'ade20k', 'voc', 'voc_aug', 'pascal_context_59', ...
@@ -94,7 +94,7 @@ def seg_dataloaders(name:str='synthetic', # dataset: 'synthetic', 'cityscapes', 
     dls.spec, dls.c, dls.name = readers[0].spec, readers[0].spec.n_classes, name
     return dls
 
-# %% ../../nbs/02_data.block.ipynb #ab8fcbc9
+# %% ../../nbs/02_data.block.ipynb #2bfa1a7b
 def _denorm(x):
     "Normalized float batch -> uint8 (B,H,W,3); integer batches (fastai-decoded, 0..255) are only converted."
     if not x.is_floating_point(): return x.clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
@@ -152,7 +152,7 @@ def show_batch(x:TensorImage, y:TensorMask, samples, ctxs=None, max_n=4, nrows=N
     spec = kwargs.get('spec') or get_spec('cityscapes')
     return show_seg_batch(tuple(torch.stack([s[i] for s in samples]) for i in range(len(samples[0]))), spec, max_n)
 
-# %% ../../nbs/02_data.block.ipynb #dcafa446
+# %% ../../nbs/02_data.block.ipynb #d2a21f58
 def data_report(out='report', # output folder
                 root='data/synthetic', # synthetic dataset root (generated if missing)
                 size=(256, 512), # training crop
