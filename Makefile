@@ -36,12 +36,12 @@ sync: env
 	PATH=$(CURDIR)/$(BIN):$$PATH bash tools/check_sync.sh
 
 nbtest: env
-	$(BIN)/nbdev_test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
 pytest: env ref-env
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
 
-## The whole test suite.
+## The whole test suite. One BLAS/OpenMP thread per process: tests run two notebooks (or ranks) at once on small machines.
 test: sync nbtest pytest
 
 bench: env ref-env
