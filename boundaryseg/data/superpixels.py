@@ -6,7 +6,7 @@
 __all__ = ['relabel', 'slic_superpixels', 'region_adjacency', 'sp_resize', 'sp_pool', 'sp_unpool', 'sp_neighbour_sum',
            'SuperpixelCache']
 
-# %% ../../nbs/01e_data.superpixels.ipynb #72093e99
+# %% ../../nbs/01e_data.superpixels.ipynb #4f0979c9
 import hashlib, json
 from pathlib import Path
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 from skimage.segmentation import slic
 from ..core import atomic_write, load_image
 
-# %% ../../nbs/01e_data.superpixels.ipynb #fcb6d5a0
+# %% ../../nbs/01e_data.superpixels.ipynb #b6dc5fc1
 def relabel(sp, # (H,W) or (B,H,W) integer label map (numpy)
            ) -> np.ndarray: # int32, same shape, labels 0..S-1 in increasing order of the old labels
     "Make labels contiguous (e.g. after a crop removed some super-pixels)."
@@ -35,7 +35,7 @@ def slic_superpixels(img, # (H,W,3) uint8 RGB image
               start_label=0, enforce_connectivity=True, channel_axis=-1)
     return relabel(sp)
 
-# %% ../../nbs/01e_data.superpixels.ipynb #15df10a9
+# %% ../../nbs/01e_data.superpixels.ipynb #c40614e7
 def _as_tensor(x): return (x, False) if isinstance(x, torch.Tensor) else (torch.from_numpy(np.ascontiguousarray(x)), True)
 
 def _check_sp(sp, name='sp'):
@@ -62,7 +62,7 @@ def region_adjacency(sp, # (H,W) or (B,H,W) integer super-pixel labels (numpy or
     e = torch.stack([code // (B * S), code % (B * S)], 1)
     return e.numpy() if was_np else e
 
-# %% ../../nbs/01e_data.superpixels.ipynb #dc30f099
+# %% ../../nbs/01e_data.superpixels.ipynb #45827929
 def sp_resize(sp, # (B,H,W) super-pixel labels (tensor)
               size, # (h, w) target size
              ) -> torch.Tensor: # (B,h,w) labels sampled at the target cells' centres
@@ -125,7 +125,7 @@ def sp_neighbour_sum(r, # (B,S,C) regional features R
     if e.numel(): out = out.index_add(0, e[:, 0], f[e[:, 1]]).index_add(0, e[:, 1], f[e[:, 0]])
     return out.view(B, S, C)
 
-# %% ../../nbs/01e_data.superpixels.ipynb #2ff755d3
+# %% ../../nbs/01e_data.superpixels.ipynb #47a4cea9
 class SuperpixelCache:
     "Disk cache of `slic_superpixels` per image file, keyed by path, mtime, size and parameters."
     def __init__(self, cache_dir, # directory for the .npz entries (created)

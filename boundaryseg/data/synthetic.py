@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SYNTH_LABELS', 'synthetic_scene', 'colorize_instances', 'show_scene', 'make_synthetic_cityscapes']
 
-# %% ../../nbs/01b_data.synthetic.ipynb #3bcb368b
+# %% ../../nbs/01b_data.synthetic.ipynb #296e58ac
 import json, zlib
 from pathlib import Path
 import numpy as np
@@ -14,13 +14,13 @@ from cityscapesscripts.helpers.labels import name2label, labels as cs_labels
 from ..core import DataError, atomic_write
 from .labels import CITYSCAPES
 
-# %% ../../nbs/01b_data.synthetic.ipynb #29c43a61
+# %% ../../nbs/01b_data.synthetic.ipynb #06b30a3a
 SYNTH_LABELS = {n: name2label[n].id for n in (
     'unlabeled', 'ego vehicle', 'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
     'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'bus', 'bicycle')}
 _ID = SYNTH_LABELS
 
-# %% ../../nbs/01b_data.synthetic.ipynb #38656082
+# %% ../../nbs/01b_data.synthetic.ipynb #536012f4
 def _lerp_axis(g, n, cell, axis):
     "Smoothstep interpolation of grid `g` along `axis` to `n` samples, one grid node every `cell` samples."
     p = (np.arange(n, dtype=np.float32) + 0.5) / np.float32(cell)
@@ -36,7 +36,7 @@ def _value_noise(rng, h, w, cell):
     g = rng.standard_normal((int(h // cell) + 2, int(w // cell) + 2), dtype=np.float32)
     return _lerp_axis(_lerp_axis(g, h, cell, 0), w, cell, 1) * np.float32(1.6)
 
-# %% ../../nbs/01b_data.synthetic.ipynb #2d70a9aa
+# %% ../../nbs/01b_data.synthetic.ipynb #8bc0cd6c
 def _widen(v, min_px):
     "Scale coordinates about their centre so that their extent is at least `min_px`."
     lo, hi = min(v), max(v)
@@ -132,7 +132,7 @@ class _Canvas:
             return Z, self.hc - (yy - self.yh) * Z / self.f
         return (xx - self.xv) * Z / self.f, self.hc - (yy - self.yh) * Z / self.f
 
-# %% ../../nbs/01b_data.synthetic.ipynb #f0713583
+# %% ../../nbs/01b_data.synthetic.ipynb #977e3aa5
 def _frac(a, p):
     "Position within the period `p`, as a fraction in [0,1) (float `%` is ~20x slower in numpy)."
     a = a * np.float32(1 / p)
@@ -148,7 +148,7 @@ _BUILDING = [(140, 140, 140), (190, 172, 145), (150, 85, 65), (205, 205, 200), (
 _CAR = [(225, 225, 225), (30, 30, 35), (165, 168, 172), (100, 100, 105), (150, 28, 28), (35, 55, 125), (35, 65, 45), (200, 170, 50)]
 _CLOTH = [(35, 35, 40), (40, 50, 80), (150, 130, 100), (180, 40, 40), (60, 90, 60), (200, 200, 200), (90, 60, 110), (210, 160, 40)]
 
-# %% ../../nbs/01b_data.synthetic.ipynb #9de575c5
+# %% ../../nbs/01b_data.synthetic.ipynb #1c6c0705
 def _sky(cv):
     "Zenith-to-horizon gradient, blue or overcast, with soft clouds, above the ground."
     rng, r1 = cv.rng, min(int(np.floor(cv.yh + .5)), cv.h)
@@ -210,7 +210,7 @@ def _ground(cv, scene):
     cv.A[sl] = np.array([rng.uniform(6, 14), 5., 7.], np.float32)[k]
     cv.M[sl] = np.array([.08, .05, .25], np.float32)[k]
 
-# %% ../../nbs/01b_data.synthetic.ipynb #6db8f234
+# %% ../../nbs/01b_data.synthetic.ipynb #8fae7edf
 def _facade_texture(rng, u, Y, base, height, pix):
     "Facade colours (n,3) at metric coordinates `u` (along the facade) and `Y` (up): windows, cornice, bricks."
     fh, cw = rng.uniform(2.8, 3.6), rng.uniform(2., 4.)
@@ -292,7 +292,7 @@ def _buildings(cv, scene):
         items.append((z, _far_block, (z, rng.uniform(8, 35))))
     for _, fn, args in sorted(items, key=lambda it: -it[0]): fn(cv, *args)
 
-# %% ../../nbs/01b_data.synthetic.ipynb #fa43019a
+# %% ../../nbs/01b_data.synthetic.ipynb #77fc4eea
 def _pole(cv, X, Z, height, width):
     "A vertical pole of `width` metres, at least one pixel wide."
     cv.paint(cv.rect(cv.px(X - width / 2, Z), cv.px(X + width / 2, Z), cv.py(height, Z), cv.py(0, Z)), _ID['pole'],
@@ -475,7 +475,7 @@ def _objects(cv, scene):
     if rng.random() < .3: objs.append((rng.uniform(6, 25), _bicycle_side, walk(side()), ()))
     for Z, fn, X, extra in sorted(objs, key=lambda o: -o[0]): fn(cv, X, Z, *extra)
 
-# %% ../../nbs/01b_data.synthetic.ipynb #a30d6534
+# %% ../../nbs/01b_data.synthetic.ipynb #6da99129
 def _ego(cv):
     "The ego vehicle's bonnet (labelId 1) with a thin unlabeled (0) seam above it."
     rng, h, w = cv.rng, cv.h, cv.w
@@ -529,7 +529,7 @@ def _camera(cv):
     gamma = (255 * (np.arange(256, dtype=np.float32) / 255) ** rng.uniform(.8, 1.2)).round().astype(np.uint8)
     return np.ascontiguousarray(gamma[img.astype(np.uint8)].transpose(1, 2, 0))
 
-# %% ../../nbs/01b_data.synthetic.ipynb #e1ea839f
+# %% ../../nbs/01b_data.synthetic.ipynb #b7e29c42
 def synthetic_scene(size=(256, 512), # (H, W) of the image
                     seed=0, # int, or a sequence of ints (e.g. `(seed, split code, index)`), fed to `np.random.default_rng`
                    ):
@@ -548,7 +548,7 @@ def synthetic_scene(size=(256, 512), # (H, W) of the image
     _ego(cv)
     return _camera(cv), cv.L, _renumber(cv.I)
 
-# %% ../../nbs/01b_data.synthetic.ipynb #9ef3e29e
+# %% ../../nbs/01b_data.synthetic.ipynb #1c555715
 def colorize_instances(inst, # (H,W) instance ids (Cityscapes: things `label*1000+k`)
                        ) -> np.ndarray: # (H,W,3) uint8
     "A distinct colour per thing instance (id >= 1000, hashed), black elsewhere."
@@ -575,7 +575,7 @@ def show_scene(img, # (H,W,3) uint8 image
         ax.axis('off')
     return axs
 
-# %% ../../nbs/01b_data.synthetic.ipynb #26f7b75b
+# %% ../../nbs/01b_data.synthetic.ipynb #31ab9387
 _VERSION = 1  # bump when the generator's output changes, so that cached trees are rebuilt
 
 def _stem(city, i): return f"{city}_{i:06d}_000019"
