@@ -1,0 +1,112 @@
+"""SBD evaluation (99 thresholds, Cityscapes 'thin' and 'raw' protocols): boundaryseg.metrics.sbd vs pyEdgeEval.
+
+Same inputs for both: the Cityscapes fixture frame's GT (labelIds + instanceIds, upsampled 8x to 1024x2048, boundaries
+by `eval_boundaries`, which equals pyEdgeEval's GT conversion) and a soft boundary prediction made from the real
+HRNet+OCR prediction of that frame (its class boundaries, blurred and damped), resized to the evaluation resolution as
+the evaluators resize prediction PNGs. pyEdgeEval runs in the reference venv (one process, `evaluate_boundaries_threshold`
+per class + `calculate_metrics`); its time excludes the subprocess start-up.
+
+    python bench/bench_sbd.py          # a 512x1024 crop of the frame (evaluated at 256x512), ~2 min
+    python bench/bench_sbd.py --full   # the whole 1024x2048 frame (evaluated at 512x1024), ~8-10 min
+
+Writes bench/out/sbd.json (timings, ratio, agreement, per-class table) and bench/out/sbd_pr.png (PR curves).
+"""
+import argparse, json, subprocess, sys, tempfile, time
+from pathlib import Path
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from boundaryseg.core import load_ids, fixtures_path, atomic_write
+from boundaryseg.data.labels import CITYSCAPES
+from boundaryseg.data.boundaries import eval_boundaries, boundary_lut
+from boundaryseg.data.transforms import resize_nearest
+from boundaryseg.metrics.sbd import SBDMetrics, sbd_protocol, sbd_table, plot_pr, edge_scores, best_counts
+
+REF_PY = ROOT/'.venv-ref'/'bin'/'python'
+OUT = ROOT/'bench'/'out'
+FRAME = 'frankfurt_000000_000294'
+
+
+def inputs(full: bool):
+    "Labels (train ids with void), instances and the soft HRNet-based prediction (19,H,W) at label resolution."
+    fx = fixtures_path()
+    d = fx/'cityscapes'/'gtFine'/'val'/'frankfurt'
+    up = lambda a: a.repeat(8, 0).repeat(8, 1)
+    lab = boundary_lut(CITYSCAPES)[up(load_ids(d/f'{FRAME}_gtFine_labelIds.png'))]
+    inst = up(load_ids(d/f'{FRAME}_gtFine_instanceIds.png')).astype(np.int32)
+    hr = CITYSCAPES.encode(load_ids(fx/'cityscapes_fullres_predictions'/'frankfurt'/f'{FRAME}_pred_labelIds.png'))
+    if not full:  # a 512x1024 window around the image centre, where most classes meet
+        sl = np.s_[256:768, 512:1536]
+        lab, inst, hr = lab[sl], inst[sl], hr[sl]
+    rng = np.random.default_rng(0)
+    b = eval_boundaries(hr, 19, 'raw', scale=1.0).astype(np.float64)  # the model's class boundaries (r=2)
+    soft = gaussian_filter(b, (0, 1.5, 1.5))
+    soft = np.clip(soft / max(soft.max(), 1e-9) * rng.uniform(0.6, 1.0, soft.shape), 0, 1)
+    return lab, inst, np.round(soft * 255) / 255  # 8-bit, as the evaluators read PNGs
+
+
+def run_ref(pred, gt, proto, tmp):
+    tmp = Path(tmp)
+    np.save(tmp/'pred.npy', pred[None]); np.save(tmp/'gt.npy', gt[None])
+    task = dict(op='eval', pred=str(tmp/'pred.npy'), gt=str(tmp/'gt.npy'), seg=None, thresholds=99, nproc=1,
+                out=str(tmp/'ref.json'), out_counts=str(tmp/'ref_counts.npy'), **proto.counts_kwargs())
+    (tmp/'task.json').write_text(json.dumps(task))
+    r = subprocess.run([str(REF_PY), str(ROOT/'tests'/'ref'/'ref_pyedgeeval.py'), str(tmp/'task.json')], capture_output=True, text=True)
+    if r.returncode: raise RuntimeError(r.stderr[-3000:])
+    res = json.loads((tmp/'ref.json').read_text())
+    return np.load(tmp/'ref_counts.npy').astype(np.int64), res['per_class'], res['seconds']
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--full', action='store_true', help='the whole 1024x2048 frame instead of a 512x1024 crop')
+    ap.add_argument('--protocols', default='cityscapes-thin,cityscapes-raw')
+    a = ap.parse_args()
+    lab, inst, soft = inputs(a.full)
+    rows, scores = [], {}
+    for name in a.protocols.split(','):
+        proto = sbd_protocol(name)
+        gt = eval_boundaries(lab, 19, proto.gt_protocol, inst=inst, void_index=254, scale=proto.scale)
+        pred = resize_nearest(torch.from_numpy(soft), tuple(gt.shape[-2:])).numpy()
+        acc = SBDMetrics(19, proto)
+        t0 = time.perf_counter(); acc.update(pred, gt); ours_s = time.perf_counter() - t0
+        s = acc.scores()
+        with tempfile.TemporaryDirectory() as tmp: rc, rm, ref_s = run_ref(pred, gt, proto, tmp)
+        ref = {k: np.array([m[k] for m in rm]) for k in ('ODS_f1', 'OIS_f1', 'AP')}
+        cr, cref = acc.total[..., 0].sum(), rc[..., 0].sum()
+        rows.append(dict(protocol=name, eval_size=list(gt.shape[-2:]), ours_s=round(ours_s, 2), pyedgeeval_s=round(ref_s, 1),
+                         ratio=round(ref_s / ours_s, 1),
+                         mf_ods=round(float(s['mf_ods']), 5), mf_ods_ref=round(float(ref['ODS_f1'].mean()), 5),
+                         mf_ois=round(float(s['mf_ois']), 5), mf_ois_ref=round(float(ref['OIS_f1'].mean()), 5),
+                         map=round(float(s['map']), 5), map_ref=round(float(ref['AP'].mean()), 5),
+                         max_class_ods_diff=round(float(np.abs(s['ods_f'] - ref['ODS_f1']).max()), 5),
+                         extra_matches_pct=round(100 * float(cr - cref) / max(cref, 1), 4),
+                         totals_equal=bool((acc.total[..., [1, 3]] == rc[0][..., [1, 3]]).all())))
+        scores[name] = s
+        print(f"{name}: ours {ours_s:.1f}s  pyEdgeEval {ref_s:.1f}s  ratio {ref_s / ours_s:.1f}x  "
+              f"MF-ODS {s['mf_ods']:.4f} vs {ref['ODS_f1'].mean():.4f}", flush=True)
+    hdr = ['protocol', 'eval_size', 'ours_s', 'pyedgeeval_s', 'ratio', 'mf_ods', 'mf_ods_ref', 'map', 'map_ref', 'extra_matches_pct']
+    print('\n| ' + ' | '.join(hdr) + ' |\n|' + '---|' * len(hdr))
+    for r in rows: print('| ' + ' | '.join(str(r[h]) for h in hdr) + ' |')
+    first = next(iter(scores))
+    table = sbd_table(scores[first], CITYSCAPES.classes)
+    print(f'\nper-class scores ({first}, ours):\n' + table)
+    OUT.mkdir(parents=True, exist_ok=True)
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, len(scores), figsize=(6 * len(scores), 6), squeeze=False)
+    for ax, (name, s) in zip(axs[0], scores.items()):
+        plot_pr(s, CITYSCAPES.classes, ax=ax); ax.set_title(f"{name}: " + ax.get_title(), fontsize=9)
+    fig.tight_layout()
+    with atomic_write(OUT/'sbd_pr.png') as f: fig.savefig(f, format='png', dpi=110)
+    per_class = {n: {c: dict(ods_f=round(float(s['ods_f'][k]), 5), ois_f=round(float(s['ois_f'][k]), 5), ap=round(float(s['ap'][k]), 5))
+                     for k, c in enumerate(CITYSCAPES.classes)} for n, s in scores.items()}
+    with atomic_write(OUT/'sbd.json') as f:
+        f.write(json.dumps(dict(full=a.full, thresholds=99, results=rows, per_class=per_class, table=table), indent=1).encode())
+    print(f"\nwrote {OUT/'sbd.json'} and {OUT/'sbd_pr.png'}")
+
+
+if __name__ == '__main__': main()
