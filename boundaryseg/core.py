@@ -6,20 +6,20 @@
 __all__ = ['IGNORE_INDEX', 'DataError', 'load_image', 'load_ids', 'load_rgb_ids', 'check_same_size', 'atomic_write', 'save_png',
            'set_seed', 'default_device', 'fixtures_path']
 
-# %% ../nbs/00_core.ipynb #0bafccf4
+# %% ../nbs/00_core.ipynb #506c2035
 import os, random, tempfile, contextlib
 from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-# %% ../nbs/00_core.ipynb #6bd657d8
+# %% ../nbs/00_core.ipynb #16ba92c2
 IGNORE_INDEX = 255
 
 class DataError(ValueError):
     "A data file or argument is not what the reader expected; the message names it."
 
-# %% ../nbs/00_core.ipynb #7ab84db2
+# %% ../nbs/00_core.ipynb #d03912a1
 def _check_exists(path, what='file'):
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{what} not found: {path}")
@@ -34,7 +34,7 @@ def _open(path, what):
         raise DataError(f"cannot read {what} {path}: {e}") from None
     return im
 
-# %% ../nbs/00_core.ipynb #0fd07231
+# %% ../nbs/00_core.ipynb #c06dbe87
 def load_image(path, # image file (any format PIL reads)
               ) -> np.ndarray: # uint8 (H,W,3) RGB
     "Read an image as an RGB uint8 array, naming the file on failure."
@@ -42,7 +42,7 @@ def load_image(path, # image file (any format PIL reads)
     if im.mode != 'RGB': im = im.convert('RGB')
     return np.asarray(im, dtype=np.uint8).copy()
 
-# %% ../nbs/00_core.ipynb #f51792d5
+# %% ../nbs/00_core.ipynb #02760254
 def load_ids(path, # single-channel id map: L, P (palette indices), I;16 or I PNG
              what='mask', # what the file is, for error messages
             ) -> np.ndarray: # (H,W) uint8 for 8-bit maps, int32 for 16/32-bit maps
@@ -55,7 +55,7 @@ def load_ids(path, # single-channel id map: L, P (palette indices), I;16 or I PN
     if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'): return np.asarray(im).astype(np.int32)
     raise DataError(f"{what} {path} has unsupported mode {im.mode}; expected L, P or 16-bit ids")
 
-# %% ../nbs/00_core.ipynb #a3327b58
+# %% ../nbs/00_core.ipynb #33995566
 def load_rgb_ids(path, # RGB-encoded id map (COCO panoptic PNG, ADE20K full `_seg.png`)
                  what='id map', # what the file is, for error messages
                 ) -> np.ndarray: # uint8 (H,W,3)
@@ -65,7 +65,7 @@ def load_rgb_ids(path, # RGB-encoded id map (COCO panoptic PNG, ADE20K full `_se
         raise DataError(f"{what} {path} has mode {im.mode}; expected an RGB-encoded id map")
     return np.asarray(im.convert('RGB'), dtype=np.uint8).copy()
 
-# %% ../nbs/00_core.ipynb #3bc219e1
+# %% ../nbs/00_core.ipynb #599a005a
 def check_same_size(a, # first array (H,W[,...])
                     b, # second array (H,W[,...])
                     name_a, # file or argument name of `a`
@@ -75,7 +75,7 @@ def check_same_size(a, # first array (H,W[,...])
     if a.shape[:2] != b.shape[:2]:
         raise DataError(f"size mismatch: {name_a} is {a.shape[1]}x{a.shape[0]} (WxH) but {name_b} is {b.shape[1]}x{b.shape[0]}")
 
-# %% ../nbs/00_core.ipynb #1dd1941a
+# %% ../nbs/00_core.ipynb #375a5596
 @contextlib.contextmanager
 def atomic_write(path, # final file path
                  mode='wb', # mode for the temporary file
@@ -84,6 +84,8 @@ def atomic_write(path, # final file path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    umask = os.umask(0); os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions of a new file
     try:
         with os.fdopen(fd, mode) as f: yield f
         os.replace(tmp, path)
@@ -91,7 +93,7 @@ def atomic_write(path, # final file path
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #3cdc12dd
+# %% ../nbs/00_core.ipynb #56a3ad48
 def save_png(arr, # (H,W) ids: 8-bit PNG if they fit and are not int32/uint16, else 16-bit; or (H,W,3) uint8 RGB
              path, # destination
              palette=None, # optional (N,3) uint8 palette: writes a P-mode PNG of the ids
@@ -118,7 +120,7 @@ def save_png(arr, # (H,W) ids: 8-bit PNG if they fit and are not int32/uint16, e
     with atomic_write(path) as f: im.save(f, format='PNG')
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #137bce40
+# %% ../nbs/00_core.ipynb #83294eee
 def set_seed(seed:int, # seed for python, numpy and torch (CPU and CUDA)
              deterministic=False, # also ask torch for deterministic algorithms
             ):
@@ -132,7 +134,7 @@ def default_device():
     "CUDA when available, else CPU: the same code path runs on both."
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
-# %% ../nbs/00_core.ipynb #0f7fe1d5
+# %% ../nbs/00_core.ipynb #955b2bd2
 def fixtures_path():
     "Folder of the real dataset samples used by the tests."
     return Path(os.environ.get('BOUNDARYSEG_FIXTURES', Path(__file__).resolve().parents[2]/'shared'/'fixtures'))
