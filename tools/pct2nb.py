@@ -34,6 +34,7 @@ def pct2nb(src, dst):
     nb = dict(cells=cells, metadata=dict(kernelspec=dict(display_name='python3', language='python', name='python3')),
               nbformat=4, nbformat_minor=5)
     fd, tmp = tempfile.mkstemp(dir=Path(dst).parent, suffix='.tmp')
+    os.fchmod(fd, 0o644)
     with os.fdopen(fd, 'w') as f: json.dump(nb, f, indent=1, ensure_ascii=False); f.write('\n')
     os.replace(tmp, dst)
 
