@@ -6,7 +6,7 @@
 __all__ = ['PolyDecay', 'PolyLR', 'param_groups', 'GatherDictPreds', 'SegLearner', 'show_seg_results', 'CPUAutocast',
            'seg_learner']
 
-# %% ../nbs/50_learner.ipynb #36d8f133
+# %% ../nbs/50_learner.ipynb #2cec1d58
 from functools import partial
 from pathlib import Path
 from unittest.mock import patch
@@ -28,7 +28,7 @@ from fastai.vision.core import imagenet_stats
 from .core import IGNORE_INDEX
 from .data.labels import voc_palette
 from .data.transforms import AugEpoch
-from .losses import seg_loss
+from .losses import seg_loss, class_frequencies, class_weights
 from .metrics.semantic import SegMetrics
 from .models.heads import seg_model, seg_splitter
 from .callbacks import LossTermsCallback, TerminateOnNonFinite, CheckpointCallback, SegCSVLogger
@@ -179,7 +179,7 @@ def show_seg_results(learn, # a Learner whose model returns {'seg': logits, ...}
         fig.savefig(out, dpi=80)
     return fig
 
-# %% ../nbs/50_learner.ipynb #549c81b0
+# %% ../nbs/50_learner.ipynb #e610e809
 class CPUAutocast(MixedPrecision):
     "fastai's `MixedPrecision` with a CPU bfloat16 autocast region (fastai's always autocasts for CUDA)."
     def __init__(self): super().__init__(amp_mode=AMPMode.BF16)
@@ -190,12 +190,21 @@ class CPUAutocast(MixedPrecision):
 def _mixed_precision(mode):
     if not mode: return []
     cuda = torch.cuda.is_available()
+    if mode == 'auto':  # bf16 only where the CPU computes it natively (elsewhere it is emulated, slower than fp32)
+        if not cuda and not torch.ops.mkldnn._is_mkldnn_bf16_supported(): return []
+        mode = True
     if mode is True: mode = 'fp16' if cuda else 'bf16'
-    if mode not in ('fp16', 'bf16'): raise ValueError(f"mixed_precision must be False, True, 'fp16' or 'bf16'; got {mode!r}")
+    if mode not in ('fp16', 'bf16'): raise ValueError(f"mixed_precision must be False, True, 'auto', 'fp16' or 'bf16'; got {mode!r}")
     if not cuda:
         if mode == 'fp16': raise ValueError("mixed_precision='fp16' needs CUDA; use 'bf16' (or True) on CPU")
         return [CPUAutocast()]
     return [MixedPrecision(amp_mode=mode)]
+
+def _train_masks(dls):
+    "The training masks of `seg_dataloaders`' DataLoaders (from their dataset reader, without augmentation)."
+    r = getattr(dls.train.dataset, 'reader', None)
+    if r is None: raise ValueError("class_weight='<kind>' needs DataLoaders from `seg_dataloaders`; pass class weights (C,) instead")
+    return (r[i]['mask'] for i in range(len(r)))
 
 def _n_classes(dls):
     for get in (lambda d: d.n_classes, lambda d: d.spec.n_classes, lambda d: d.c, lambda d: len(d.vocab)):
@@ -204,7 +213,7 @@ def _n_classes(dls):
     raise ValueError("seg_learner: cannot read the number of classes from the DataLoaders (no n_classes, spec, c or vocab); "
                      "pass n_classes=")
 
-# %% ../nbs/50_learner.ipynb #d24c3c00
+# %% ../nbs/50_learner.ipynb #d3b471d4
 def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
                 arch:str='fastfcn_encnet', # `seg_model` architecture (also sets the auxiliary loss weight)
                 backbone:str='resnet50', # timm backbone name
@@ -213,12 +222,13 @@ def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
                 lr:float=0.01, # base (backbone) learning rate
                 wd:float=1e-4, # L2 weight decay (torch SGD's `weight_decay`)
                 momentum:float=0.9, # SGD momentum
+                opt:str='sgd', # 'sgd' (the papers': momentum, L2 `wd`) or 'adamw' (decoupled `wd`; faster from scratch)
                 head_lr_mult:float=10., # learning-rate factor of the second parameter group (heads)
                 poly_power:float=0.9, # poly schedule exponent (0: constant lr, still with the head multiplier)
                 loss_func=None, # default `seg_loss(arch, n_classes, class_weight, ohem)`
-                class_weight=None, # class weights (C,) for the cross-entropy terms of the default loss
+                class_weight=None, # class weights (C,) for the CE terms of the default loss, or 'enet' / 'median' / 'sqrt' from the training masks
                 ohem=None, # OHEM for the default loss's main term: a fraction (Seamless: 0.25) or `OhemCrossEntropy` kwargs
-                mixed_precision=False, # True: fp16 on CUDA / bf16 on CPU; or 'fp16' / 'bf16'
+                mixed_precision=False, # True: fp16 on CUDA / bf16 on CPU; 'auto': the same, but only where the CPU has native bf16; or 'fp16' / 'bf16'
                 metrics=None, # default: mIoU and pixel accuracy
                 cbs=None, # more callbacks
                 path=None, # folder for history.csv and models/; default `dls.path`
@@ -231,6 +241,7 @@ def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
     if resume and checkpoint is None: raise ValueError("resume needs checkpoints: pass checkpoint='epoch' (the default), not None")
     n_classes = n_classes or _n_classes(dls)
     if model is None: model = seg_model(arch=arch, backbone=backbone, n_classes=n_classes, pretrained=pretrained, **model_kwargs)
+    if isinstance(class_weight, str): class_weight = class_weights(class_frequencies(_train_masks(dls), n_classes), class_weight)
     if loss_func is None: loss_func = seg_loss(arch, n_classes, class_weight=class_weight, ohem=ohem, aux=model_kwargs.get('aux', True))
     if metrics is None:
         spec = getattr(dls, 'spec', None)
@@ -240,6 +251,8 @@ def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
     ck = [] if checkpoint is None else [CheckpointCallback(every=checkpoint, resume=resume)]
     cbs = [LossTermsCallback(), TerminateOnNonFinite(), SegCSVLogger(), PolyLR(poly_power, mults), AugEpoch(), *ck,
            *_mixed_precision(mixed_precision), *L(cbs)]
-    opt_func = partial(OptimWrapper, opt=torch.optim.SGD, momentum=momentum)
+    if opt == 'sgd': opt_func = partial(OptimWrapper, opt=torch.optim.SGD, momentum=momentum)
+    elif opt == 'adamw': opt_func = partial(OptimWrapper, opt=torch.optim.AdamW)
+    else: raise ValueError(f"opt must be 'sgd' or 'adamw'; got {opt!r}")
     return SegLearner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=param_groups, cbs=cbs,
                       metrics=metrics, path=path, wd=wd)

@@ -34,7 +34,8 @@ def test_help():
     for cmd in ('train', 'eval', 'predict', 'main'): assert re.search(rf'^  {cmd} +\S', r.stdout, re.M), cmd
     r = run('train', '--help')
     assert r.returncode == 0
-    for flag in ('--data', '--root', '--arch', '--backbone', '--size', '--bs', '--epochs', '--lr', '--out', '--resume', '--workers', '--seed'):
+    for flag in ('--data', '--root', '--arch', '--backbone', '--size', '--bs', '--epochs', '--lr', '--out', '--resume', '--workers', '--seed',
+                 '--opt', '--wd', '--head_lr_mult', '--class_weight', '--width', '--mixed_precision'):
         assert flag in r.stdout, flag
     for cmd in ('eval', 'predict', 'main'): assert run(cmd, '--help').returncode == 0
 
@@ -82,6 +83,10 @@ def test_crop_larger_than_images(cityscapes_root, tmp_path):
 
 def test_bad_options(tmp_path):
     one_line_error(run('train', '--size', 'big', cwd=tmp_path), '--size')
+    one_line_error(run('train', '--opt', 'adam', cwd=tmp_path), '--opt', "'adam'")
+    one_line_error(run('main', '--class_weight', 'inverse', '--out', tmp_path/'r', cwd=tmp_path), '--class_weight', "'inverse'")
+    one_line_error(run('train', '--mixed_precision', 'fp8', cwd=tmp_path), '--mixed_precision')
+    assert not (tmp_path/'data').exists()  # refused before any dataset was generated
     r = run('train', '--epochs', 'many', cwd=tmp_path)
     assert r.returncode == 2 and "invalid int value: 'many'" in r.stderr and 'Traceback' not in r.stderr
     one_line_error(run('predict', tmp_path/'none.pth', tmp_path, cwd=tmp_path), 'no images')

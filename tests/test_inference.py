@@ -170,3 +170,17 @@ def test_predict_folder_real_images(tmp_path):
         img = load_image(f)
         np.testing.assert_array_equal(load_ids(tmp_path/'trainIds'/f.with_suffix('.png').name), predict_image(m, img))
         assert load_image(tmp_path/'color'/f.with_suffix('.png').name).shape == img.shape
+
+
+def test_normalize_matches_the_training_pipeline(tmp_path):
+    "`normalize` gives exactly the tensors the fastai DataLoaders feed the model (validation: no augmentation)."
+    from boundaryseg.data.block import seg_dataloaders
+    for split in ('train', 'val'):
+        for kind, f in (('leftImg8bit', 'leftImg8bit'), ('gtFine', 'gtFine_labelIds'), ('gtFine', 'gtFine_instanceIds')):
+            d = tmp_path/kind/split/'frankfurt'
+            d.mkdir(parents=True, exist_ok=True)
+            shutil.copy(FX/'cityscapes'/kind/'val'/'frankfurt'/f'{FRAME}_{f}.png', d)
+    dls = seg_dataloaders('cityscapes', tmp_path, size=(64, 128), bs=1, device='cpu')
+    x, y = dls.valid.one_batch()[:2]
+    img = load_image(tmp_path/'leftImg8bit'/'val'/'frankfurt'/f'{FRAME}_leftImg8bit.png')
+    torch.testing.assert_close(normalize(img), torch.as_tensor(x), rtol=0, atol=1e-6)

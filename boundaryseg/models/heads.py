@@ -238,6 +238,7 @@ def seg_model(arch:str='deeplabv3plus', # one of `ARCHS`, or 'fastfcn_<arch>' (s
               se_loss:bool=True, # EncNet's SE-loss branch (`se` output in training)
               size_divisor:int=None, # see `SegModel`
               backbone_kw:dict=None, # more `Backbone` arguments (e.g. trick='edge')
+              neck_kw:dict=None, # more neck arguments (e.g. the JPU's `width`)
               **head_kw # passed to the decode head
              ):
     "Build a `SegModel` from an architecture name, a timm backbone and an optional FastFCN neck."
@@ -253,7 +254,7 @@ def seg_model(arch:str='deeplabv3plus', # one of `ARCHS`, or 'fastfcn_<arch>' (s
     neck = None
     if neck_kind:
         from boundaryseg.models.jpu import make_neck  # the neck module builds on these blocks, so it is imported late
-        neck = make_neck(neck_kind, bb.feature_info, norm_layer=nl)
+        neck = make_neck(neck_kind, bb.feature_info, norm_layer=nl, **(neck_kw or {}))
     info = (neck or bb).feature_info
     chs = [d['num_chs'] for d in info]
     if len(chs) < 4: raise ValueError(f"seg_model needs the four stages of the backbone; got sides with channels {chs}")
