@@ -202,7 +202,7 @@ def predict_cmd(model:str, # model file written by `boundaryseg train` (OUT/mode
     files = inf.predict_folder(net, src, out, spec=sp, formats=fmts, bs=bs, **kw)
     print(f"wrote {len(files)} predictions to {out}/ ({', '.join(fmts)})")
 
-# %% ../nbs/70_cli.ipynb #b339dcad
+# %% ../nbs/70_cli.ipynb #98e6666b
 def write_figures(out, # report folder
                   res:dict, # from `inference.evaluate` (with `examples`)
                   spec, # `LabelSpec`
@@ -224,7 +224,7 @@ def write_figures(out, # report folder
         names.append('loss.png')
     return names
 
-MAIN = dict(epochs=80, lr=1e-3, opt='adamw', wd=1e-2, head_lr_mult=1., class_weight='sqrt', width=128, mixed_precision='auto')
+MAIN = dict(epochs=80, lr=2e-3, opt='adamw', wd=1e-2, head_lr_mult=1., class_weight='sqrt', width=128, mixed_precision='auto')
 
 def main_cmd(out:str='report', # report folder
              root:str='data/synthetic', # synthetic dataset folder (generated when missing)
