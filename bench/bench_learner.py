@@ -3,7 +3,7 @@ loss, optimizer and poly schedule. Epochs of the two alternate in one process (A
 median wall time per step, data loading included. Target: <= 1.05. Writes bench/out/learner.json.
 
     python bench/bench_learner.py            # default (about a minute on 2 CPU cores)
-    python bench/bench_learner.py --full     # adds a ResNet-18 FCN at 128x128
+    python bench/bench_learner.py --full     # adds a ResNet-18 FCN and the main job's FastFCN-PSP at 128x128
 
 The first case (a model that costs next to nothing) measures the absolute per-step cost of the Learner; the ratio is
 meaningful for the others.
@@ -94,7 +94,10 @@ def main():
     cases = [('no-op model', 'fcn', 'test_resnet', 16, 2, 32, dict(ch=8)),
              ('fcn test_resnet', 'fcn', 'test_resnet', 64, 4, 16, dict(ch=32)),
              ('fastfcn_encnet', 'fastfcn_encnet', 'test_resnet', 64, 4, 8, dict(ch=32))]
-    if a.full: cases.append(('fcn resnet18', 'fcn', 'resnet18', 128, 4, 8, {}))
+    if a.full:
+        cases.append(('fcn resnet18', 'fcn', 'resnet18', 128, 4, 8, {}))
+        # the main job's model (`boundaryseg main`): FastFCN-PSP, ResNet-18, JPU and head width 128
+        cases.append(('main-job model', 'fastfcn_psp', 'resnet18', 128, 8, 6, dict(ch=128, neck_kw=dict(width=128))))
     rows = [bench(n, arch, bb, size, bs, nb, a.rounds, **kw) for n, arch, bb, size, bs, nb, kw in cases]
     print(f"{'case':16} {'input':14} {'plain ms/step':>14} {'fastai Learner':>15} {'seg_learner':>12} {'overhead ms':>12} "
           f"{'fastai/plain':>13} {'seg/plain':>10}")
