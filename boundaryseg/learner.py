@@ -179,7 +179,7 @@ def show_seg_results(learn, # a Learner whose model returns {'seg': logits, ...}
         fig.savefig(out, dpi=80)
     return fig
 
-# %% ../nbs/50_learner.ipynb #e610e809
+# %% ../nbs/50_learner.ipynb #3b538d14
 class CPUAutocast(MixedPrecision):
     "fastai's `MixedPrecision` with a CPU bfloat16 autocast region (fastai's always autocasts for CUDA)."
     def __init__(self): super().__init__(amp_mode=AMPMode.BF16)
@@ -201,10 +201,10 @@ def _mixed_precision(mode):
     return [MixedPrecision(amp_mode=mode)]
 
 def _train_masks(dls):
-    "The training masks of `seg_dataloaders`' DataLoaders (from their dataset reader, without augmentation)."
+    "The training masks of `seg_dataloaders`' DataLoaders, read from their label files (no images, no augmentation)."
     r = getattr(dls.train.dataset, 'reader', None)
     if r is None: raise ValueError("class_weight='<kind>' needs DataLoaders from `seg_dataloaders`; pass class weights (C,) instead")
-    return (r[i]['mask'] for i in range(len(r)))
+    return (r.read_labels(it)['mask'] for it in r.items if 'mask' in it)
 
 def _n_classes(dls):
     for get in (lambda d: d.n_classes, lambda d: d.spec.n_classes, lambda d: d.c, lambda d: len(d.vocab)):
