@@ -60,15 +60,19 @@ def check_model_args(arch:str, # `seg_model` architecture
     if base not in ARCHS: raise ValueError(f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHS)} (or fastfcn_<arch>)")
     if not timm.is_model(backbone): raise ValueError(f"--backbone: {backbone!r} is not a timm model name (e.g. resnet18, resnet50)")
 
-# %% ../nbs/70_cli.ipynb #f6c85773
+# %% ../nbs/70_cli.ipynb #bcd419b9
 def _synthetic_root(data, root): return root or ('data/synthetic' if data == 'synthetic' else None)
 
 def check_recipe(opt:str, class_weight:str, width:int, mixed_precision:str):
-    "Raise a ValueError naming the option if a training-recipe option is invalid."
-    if opt not in ('sgd', 'adamw'): raise ValueError(f"--opt must be sgd or adamw; got {opt!r}")
-    if class_weight not in ('none', 'enet', 'median', 'sqrt'): raise ValueError(f"--class_weight must be none, enet, median or sqrt; got {class_weight!r}")
+    "Raise a ValueError naming the option if a training-recipe option is invalid (before any data is generated)."
+    from boundaryseg.learner import OPTIMIZERS, MIXED_PRECISION
+    from boundaryseg.losses import CLASS_WEIGHTS
+    def check(flag, v, ok):
+        if v not in ok: raise ValueError(f"--{flag} must be one of {', '.join(ok)}; got {v!r}")
+    check('opt', opt, OPTIMIZERS)
+    check('class_weight', class_weight, ('none',) + CLASS_WEIGHTS)
+    check('mixed_precision', mixed_precision, ('no',) + tuple(m for m in MIXED_PRECISION if isinstance(m, str)))
     if width < 0: raise ValueError(f"--width must be positive (0: the papers' widths); got {width}")
-    if mixed_precision not in ('no', 'auto', 'bf16', 'fp16'): raise ValueError(f"--mixed_precision must be no, auto, bf16 or fp16; got {mixed_precision!r}")
 
 def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, lr:float, out, resume:bool=False,
               workers:int=0, seed:int=0, pretrained:bool=False, n_train:int=100, n_val:int=20, dls=None,
