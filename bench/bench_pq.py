@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from boundaryseg.core import load_ids, load_rgb_ids, fixtures_path, save_png
+from boundaryseg.core import load_ids, load_rgb_ids, fixtures_path, save_png, rgb2id, id2rgb
 from boundaryseg.data.labels import CITYSCAPES
-from boundaryseg.metrics.panoptic import pq_stats, pq_scores, pq_from_files, rgb2id, id2rgb, sem_inst_to_panoptic, panoptic_categories
+from boundaryseg.metrics.panoptic import pq_stats, pq_scores, pq_from_files, sem_inst_to_panoptic, panoptic_categories
 
 ROOT = Path(__file__).resolve().parents[1]
 REF_PY = ROOT/'.venv-ref'/'bin'/'python'

@@ -7,7 +7,7 @@ __all__ = ['CKPT_FORMAT', 'LossTermsCallback', 'NonFiniteLossError', 'TerminateO
            'learner_state', 'save_checkpoint', 'read_checkpoint', 'load_checkpoint', 'CheckpointCallback',
            'SegCSVLogger']
 
-# %% ../nbs/51_callbacks.ipynb #d505426b
+# %% ../nbs/51_callbacks.ipynb #e7346235
 import os, re, random, warnings
 from pathlib import Path
 import numpy as np
@@ -19,8 +19,7 @@ from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
 from fastai.learner import Recorder
 from fastai.torch_core import get_model, rank_distrib, find_bs
-from .core import DataError, atomic_write
-from .metrics.semantic import reduce_counts
+from .core import DataError, atomic_write, reduce_counts
 
 # %% ../nbs/51_callbacks.ipynb #d1e0e310
 class LossTermsCallback(Callback):

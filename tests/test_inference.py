@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from hypothesis import given, settings, strategies as st
 
-from boundaryseg.core import load_ids, load_image, fixtures_path
+from boundaryseg.core import load_ids, load_image, fixtures_path, normalize
 from boundaryseg.data.labels import CITYSCAPES
-from boundaryseg.inference import (predict_whole, predict_slide, predict, predict_folder, predict_image, normalize,
+from boundaryseg.inference import (predict_whole, predict_slide, predict, predict_folder, predict_image,
                                    window_starts)
 
 ROOT = Path(__file__).resolve().parents[1]

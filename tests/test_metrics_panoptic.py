@@ -8,9 +8,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from boundaryseg.core import load_ids, load_rgb_ids, fixtures_path, save_png
+from boundaryseg.core import load_ids, load_rgb_ids, fixtures_path, save_png, rgb2id, id2rgb
 from boundaryseg.data.labels import CITYSCAPES
-from boundaryseg.metrics.panoptic import (PanopticMetrics, pq_stats, pq_scores, pq_from_files, panoptic_quality, rgb2id, id2rgb,
+from boundaryseg.metrics.panoptic import (PanopticMetrics, pq_stats, pq_scores, pq_from_files, panoptic_quality,
                                           sem_inst_to_panoptic, panoptic_instances, coco_mask_ap, panoptic_categories)
 
 ROOT = Path(__file__).resolve().parents[1]

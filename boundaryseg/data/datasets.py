@@ -5,19 +5,19 @@
 # %% auto #0
 __all__ = ['IMG_EXTS', 'DATASETS', 'SegDataset', 'CityscapesDataset', 'ADE20KDataset', 'read_ade_mapping', 'ADE20KFullDataset',
            'load_sbd_mat', 'VOCDataset', 'SBDDataset', 'VOCAugDataset', 'PascalContextDataset', 'BDD100KDataset',
-           'MapillaryDataset', 'rgb2id', 'COCOPanopticDataset', 'FolderDataset', 'get_dataset']
+           'MapillaryDataset', 'COCOPanopticDataset', 'FolderDataset', 'get_dataset']
 
-# %% ../../nbs/01a_data.datasets.ipynb #1010b3a8
+# %% ../../nbs/01a_data.datasets.ipynb #a9efec23
 import json
 from pathlib import Path
 import numpy as np
 import scipy.io
 from fastcore.basics import store_attr
-from ..core import DataError, IGNORE_INDEX, load_image, load_ids, load_rgb_ids, check_same_size
+from ..core import DataError, IGNORE_INDEX, load_image, load_ids, load_rgb_ids, check_same_size, read_json, rgb2id
 from .labels import LabelSpec, CITYSCAPES, BDD100K, ADE20K, VOC, PASCAL_CONTEXT_59, PASCAL_CONTEXT_60
 from .labels import mapillary_spec, coco_panoptic_spec, get_spec
 
-# %% ../../nbs/01a_data.datasets.ipynb #da56c873
+# %% ../../nbs/01a_data.datasets.ipynb #a735fa1b
 def _root(root, dataset):
     "`root` as a Path, or `FileNotFoundError` naming it."
     if root is None: raise ValueError(f"{dataset}: a root folder is required")
@@ -65,7 +65,7 @@ def _split_ids(set_dir, split, split_file, label_dir, dataset, ext='.png'):
         ids = _read_split(src, dataset)
     return _nonempty(ids, dataset, split, src)
 
-# %% ../../nbs/01a_data.datasets.ipynb #6157b67a
+# %% ../../nbs/01a_data.datasets.ipynb #68495a40
 def _labelled(items, dataset, allow_unlabeled=False):
     "Check the files of every item: an image without its label is an error unless `allow_unlabeled` (it then has no 'mask')."
     out, missing = [], []
@@ -82,7 +82,7 @@ def _labelled(items, dataset, allow_unlabeled=False):
                                 f"{it[k]}" + (f" ({more} more images lack one)" if more else '') + f"; {hint}")
     return out
 
-# %% ../../nbs/01a_data.datasets.ipynb #4bd75a19
+# %% ../../nbs/01a_data.datasets.ipynb #6eb7dad8
 class SegDataset:
     "Base of the readers: `items` (one dict of file paths per sample), `spec`, `name`; `ds[i]` reads sample `i`."
     name = 'dataset'
@@ -116,7 +116,7 @@ class SegDataset:
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r}, split={self.split!r}, {len(self)} samples, spec={getattr(self.spec, 'name', None)!r})"
 
-# %% ../../nbs/01a_data.datasets.ipynb #a078be89
+# %% ../../nbs/01a_data.datasets.ipynb #ab8a30d2
 class CityscapesDataset(SegDataset):
     "Cityscapes: `leftImg8bit/<split>/<city>/*_leftImg8bit.png` with `gtFine` (or `gtCoarse`) labelIds (+ instanceIds)."
     name = 'cityscapes'
@@ -154,7 +154,7 @@ class CityscapesDataset(SegDataset):
             out['inst'] = np.where(raw >= 1000, raw, 0).astype(np.int32)
         return out
 
-# %% ../../nbs/01a_data.datasets.ipynb #918788d5
+# %% ../../nbs/01a_data.datasets.ipynb #ddf81f9f
 class ADE20KDataset(SegDataset):
     "ADE20K SceneParsing (150 classes): `ADEChallengeData2016/images/<sub>/*.jpg` + `annotations/<sub>/*.png`."
     name = 'ade20k'
@@ -170,7 +170,7 @@ class ADE20KDataset(SegDataset):
         items = [dict(name=f.stem, img=f, mask=root/'annotations'/sub/f'{f.stem}.png') for f in imgs]
         super().__init__(_labelled(items, 'ADE20K', allow_unlabeled), ADE20K, root, split)
 
-# %% ../../nbs/01a_data.datasets.ipynb #5349ce53
+# %% ../../nbs/01a_data.datasets.ipynb #3869180e
 def read_ade_mapping(path # `mapFromADE.txt`-style file: one `challenge_index full_index` pair per line
                     ) -> np.ndarray: # uint8 table full index -> challenge index 1..150, 0 = other
     "Read the full-ADE-index -> 150-class challenge-index table used by `ADE20KFullDataset`."
@@ -194,7 +194,7 @@ def read_ade_mapping(path # `mapFromADE.txt`-style file: one `challenge_index fu
     if len(clash): raise DataError(f"{path}: full indices {sorted(set(clash.tolist()))} map to more than one challenge class")
     return lut.astype(np.uint8)
 
-# %% ../../nbs/01a_data.datasets.ipynb #9f40d075
+# %% ../../nbs/01a_data.datasets.ipynb #e80da62a
 class ADE20KFullDataset(SegDataset):
     "ADE20K full release: full class index (R/10*256+G) and instances (B) from `*_seg.png`; 150-class mask given a mapping file."
     name = 'ade20k_full'
@@ -233,7 +233,7 @@ class ADE20KFullDataset(SegDataset):
         except (json.JSONDecodeError, KeyError, TypeError) as e: raise DataError(f"cannot read ADE20K annotation {f}: {e!r}") from None
         return {o['name_ndx']: o['name'] for o in objs if o['parts']['part_level'] == 0}
 
-# %% ../../nbs/01a_data.datasets.ipynb #8411f3e0
+# %% ../../nbs/01a_data.datasets.ipynb #32c133e2
 def _voc_root(root, year, dataset): return _find(_root(root, dataset), dataset, 'JPEGImages', [year, f'VOCdevkit/{year}'])
 def _sbd_root(root): return _find(_root(root, 'SBD'), 'SBD', 'cls', ['dataset', 'benchmark_RELEASE/dataset'])
 
@@ -268,7 +268,7 @@ def _sbd_labels(it):
     if 'inst' in it: out['inst'] = load_sbd_mat(it['inst'], 'GTinst').astype(np.int32)
     return out
 
-# %% ../../nbs/01a_data.datasets.ipynb #40b69579
+# %% ../../nbs/01a_data.datasets.ipynb #12522b73
 class VOCDataset(SegDataset):
     "Pascal VOC: `JPEGImages`, palette `SegmentationClass` (255 = void kept), `SegmentationObject`, `ImageSets/Segmentation`."
     name = 'voc'
@@ -336,7 +336,7 @@ class VOCAugDataset(SegDataset):
 
     def read_labels(self, it): return _sbd_labels(it) if it['mask'].suffix == '.mat' else _voc_labels(it)
 
-# %% ../../nbs/01a_data.datasets.ipynb #80bb8048
+# %% ../../nbs/01a_data.datasets.ipynb #e2fc6c27
 class PascalContextDataset(SegDataset):
     "Pascal Context (mmseg PNG layout): `VOC2010/JPEGImages` + `SegmentationClassContext/*.png`, 59 or 60 classes."
     def __init__(self,
@@ -354,7 +354,7 @@ class PascalContextDataset(SegDataset):
         super().__init__(_labelled(items, 'Pascal Context'), spec, root, split)
         self.name = spec.name
 
-# %% ../../nbs/01a_data.datasets.ipynb #2682486c
+# %% ../../nbs/01a_data.datasets.ipynb #c2f6d254
 class BDD100KDataset(SegDataset):
     "BDD100K sem_seg: `images/10k/<split>/*.jpg` + `labels/sem_seg/masks/<split>/*.png` (19 train ids, 255)."
     name = 'bdd100k'
@@ -369,7 +369,7 @@ class BDD100KDataset(SegDataset):
         items = [dict(name=f.stem, img=f, mask=root/'labels'/'sem_seg'/'masks'/split/f'{f.stem}.png') for f in imgs]
         super().__init__(_labelled(items, 'BDD100K', allow_unlabeled), BDD100K, root, split)
 
-# %% ../../nbs/01a_data.datasets.ipynb #1162634e
+# %% ../../nbs/01a_data.datasets.ipynb #a71d8914
 class MapillaryDataset(SegDataset):
     "Mapillary Vistas v1.2: `<split>/images/*.jpg`, `labels/*.png` (label ids), `instances/*.png` (id*256+k); `config.json`."
     name = 'mapillary'
@@ -406,20 +406,7 @@ class MapillaryDataset(SegDataset):
             out['inst'] = np.where(self.thing_native[lab], raw + 1, 0).astype(np.int32)
         return out
 
-# %% ../../nbs/01a_data.datasets.ipynb #520336bc
-def _read_json(path, what):
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{what} not found: {path}")
-    try: return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise DataError(f"cannot parse {what} {path}: {e}") from None
-
-def rgb2id(rgb:np.ndarray # (H,W,3) uint8 COCO panoptic PNG
-          ) -> np.ndarray: # (H,W) int32 segment ids
-    "COCO panoptic segment ids from an RGB PNG: R + 256 G + 256² B."
-    rgb = rgb.astype(np.int32)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-
-# %% ../../nbs/01a_data.datasets.ipynb #9c49262c
+# %% ../../nbs/01a_data.datasets.ipynb #5947ca84
 class COCOPanopticDataset(SegDataset):
     "COCO panoptic: segment-id PNGs + json -> train-id mask, instance map (non-crowd things) and `segments`."
     name = 'coco_panoptic'
@@ -438,7 +425,7 @@ class COCOPanopticDataset(SegDataset):
         if png_dir is None: png_dir = root/sp if (root/sp).is_dir() else root/'annotations'/sp
         png_dir = _dir(Path(png_dir), 'COCO panoptic', 'panoptic PNGs')
         img_dir = _dir(Path(img_dir or root/f'{split}2017'), 'COCO panoptic', 'images')
-        d = _read_json(json_path, 'COCO panoptic json')
+        d = read_json(json_path, 'COCO panoptic json')
         spec = coco_panoptic_spec(categories if categories is not None else json_path)
         files = {im['id']: im['file_name'] for im in d.get('images', [])}
         items, self.segments = [], {}
@@ -476,7 +463,7 @@ class COCOPanopticDataset(SegDataset):
         segments = [dict(s, train_id=int(t), isthing=bool(self.spec.thing[t])) for s, t in zip(segs, train)]
         return {'mask': mask, 'inst': inst, 'segments': segments}
 
-# %% ../../nbs/01a_data.datasets.ipynb #21712c4a
+# %% ../../nbs/01a_data.datasets.ipynb #a0b0a87f
 IMG_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 def _as_spec(spec, name):
@@ -531,7 +518,7 @@ class FolderDataset(SegDataset):
         m = self.spec.encode(m, it['mask']) if self.native else self.spec.check(m, it['mask'])
         return {'mask': m.astype(np.uint8)}
 
-# %% ../../nbs/01a_data.datasets.ipynb #8e44b407
+# %% ../../nbs/01a_data.datasets.ipynb #8a3788fb
 DATASETS = dict(cityscapes=CityscapesDataset, ade20k=ADE20KDataset, ade20k_full=ADE20KFullDataset, voc=VOCDataset,
                 sbd=SBDDataset, voc_aug=VOCAugDataset, pascal_context=PascalContextDataset, bdd100k=BDD100KDataset,
                 mapillary=MapillaryDataset, coco_panoptic=COCOPanopticDataset, folder=FolderDataset)

@@ -7,15 +7,15 @@ __all__ = ['CITYSCAPES', 'BDD100K', 'ADE20K_CLASSES', 'ADE20K', 'VOC_CLASSES', '
            'PASCAL_CONTEXT_59', 'PASCAL_CONTEXT_60', 'SPECS', 'LabelSpec', 'voc_palette', 'mapillary_spec',
            'coco_panoptic_spec', 'get_spec']
 
-# %% ../../nbs/01_data.labels.ipynb #e4258415
+# %% ../../nbs/01_data.labels.ipynb #39e14d43
 import json
 from pathlib import Path
 import numpy as np
 import torch
 from cityscapesscripts.helpers import labels as cs_labels
-from ..core import DataError, IGNORE_INDEX
+from ..core import DataError, IGNORE_INDEX, read_json
 
-# %% ../../nbs/01_data.labels.ipynb #e011142e
+# %% ../../nbs/01_data.labels.ipynb #47b31a7f
 class LabelSpec:
     "One dataset's classes: names, thing flags, palette and the native-id <-> train-id tables."
     def __init__(self,
@@ -50,7 +50,7 @@ class LabelSpec:
     def stuff_ids(self): return np.flatnonzero(~self.thing)
     def __repr__(self): return f"LabelSpec({self.name!r}, {self.n_classes} classes, {int(self.thing.sum())} things)"
 
-# %% ../../nbs/01_data.labels.ipynb #b9e284af
+# %% ../../nbs/01_data.labels.ipynb #b7eedbaa
 def _values_outside(x, ok):
     "Sorted values of `x` for which `ok` (a bool table) is False or that fall outside it."
     if isinstance(x, torch.Tensor): x = x.detach().cpu().numpy()
@@ -63,7 +63,7 @@ def _values_outside(x, ok):
 
 def _fmt(vals, k=10): return ', '.join(map(str, vals[:k])) + (f' ... ({len(vals)} values)' if len(vals) > k else '')
 
-# %% ../../nbs/01_data.labels.ipynb #bab1b509
+# %% ../../nbs/01_data.labels.ipynb #b7245e42
 def _lookup(self:LabelSpec, table, x, key):
     if isinstance(x, torch.Tensor):
         t = self._lut_t.get((key, x.device))
@@ -110,7 +110,7 @@ def _colorize(self:LabelSpec, train, # (H,W) train ids
 
 LabelSpec.encode, LabelSpec.decode, LabelSpec.check, LabelSpec.colorize = _encode, _decode, _check, _colorize
 
-# %% ../../nbs/01_data.labels.ipynb #9e538123
+# %% ../../nbs/01_data.labels.ipynb #054e4d82
 def voc_palette(n=256):
     "The PASCAL VOC colour map: (n,3) uint8."
     i = np.arange(n)
@@ -119,7 +119,7 @@ def voc_palette(n=256):
         for c in range(3): pal[:, c] |= ((i >> (3 * b + c)) & 1) << (7 - b)
     return pal.astype(np.uint8)
 
-# %% ../../nbs/01_data.labels.ipynb #a7d6810d
+# %% ../../nbs/01_data.labels.ipynb #edf0f3c4
 def _cityscapes_spec(name='cityscapes'):
     ev = sorted((l for l in cs_labels.labels if 0 <= l.trainId < 255), key=lambda l: l.trainId)
     return LabelSpec(name, [l.name for l in ev], [l.id for l in ev], thing=[l.hasInstances for l in ev],
@@ -128,10 +128,10 @@ def _cityscapes_spec(name='cityscapes'):
 
 CITYSCAPES = _cityscapes_spec()
 
-# %% ../../nbs/01_data.labels.ipynb #500fc113
+# %% ../../nbs/01_data.labels.ipynb #fa1793a8
 BDD100K = LabelSpec('bdd100k', CITYSCAPES.classes, range(19), thing=CITYSCAPES.thing, palette=CITYSCAPES.palette)
 
-# %% ../../nbs/01_data.labels.ipynb #c6e0838a
+# %% ../../nbs/01_data.labels.ipynb #d3925db6
 ADE20K_CLASSES = ['wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 'road', 'bed', 'windowpane', 'grass', 'cabinet',
     'sidewalk', 'person', 'earth', 'door', 'table', 'mountain', 'plant', 'curtain', 'chair', 'car', 'water', 'painting',
     'sofa', 'shelf', 'house', 'sea', 'mirror', 'rug', 'field', 'armchair', 'seat', 'fence', 'desk', 'rock', 'wardrobe',
@@ -149,12 +149,12 @@ ADE20K_CLASSES = ['wall', 'building', 'sky', 'floor', 'tree', 'ceiling', 'road',
 
 ADE20K = LabelSpec('ade20k', ADE20K_CLASSES, range(1, 151), void_native=0)
 
-# %% ../../nbs/01_data.labels.ipynb #b5332645
+# %% ../../nbs/01_data.labels.ipynb #f50a4fa9
 VOC_CLASSES = ['background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
                'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor']
 VOC = LabelSpec('voc', VOC_CLASSES, range(21), thing=[False] + [True] * 20, palette=voc_palette(21), extra_native=[255])
 
-# %% ../../nbs/01_data.labels.ipynb #bbbb7908
+# %% ../../nbs/01_data.labels.ipynb #625a3bfb
 PASCAL_CONTEXT_CLASSES = ['aeroplane', 'bag', 'bed', 'bedclothes', 'bench', 'bicycle', 'bird', 'boat', 'book', 'bottle',
     'building', 'bus', 'cabinet', 'car', 'cat', 'ceiling', 'chair', 'cloth', 'computer', 'cow', 'cup', 'curtain', 'dog',
     'door', 'fence', 'floor', 'flower', 'food', 'grass', 'ground', 'horse', 'keyboard', 'light', 'motorbike', 'mountain',
@@ -165,17 +165,11 @@ PASCAL_CONTEXT_59 = LabelSpec('pascal_context_59', PASCAL_CONTEXT_CLASSES, range
                               extra_native=[255])
 PASCAL_CONTEXT_60 = LabelSpec('pascal_context_60', ['background'] + PASCAL_CONTEXT_CLASSES, range(60), extra_native=[255])
 
-# %% ../../nbs/01_data.labels.ipynb #556a2693
-def _read_json(path, what):
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{what} not found: {path}")
-    try: return json.loads(path.read_text())
-    except json.JSONDecodeError as e: raise DataError(f"cannot parse {what} {path}: {e}") from None
-
+# %% ../../nbs/01_data.labels.ipynb #f6899298
 def mapillary_spec(config_json, # the dataset's `config.json` (v1.2: 66 labels)
                   ):
     "LabelSpec of Mapillary Vistas from its `config.json`: evaluated labels in file order; the rest ignored."
-    labels = _read_json(config_json, 'Mapillary config').get('labels')
+    labels = read_json(config_json, 'Mapillary config').get('labels')
     if not labels: raise DataError(f"{config_json}: no 'labels' list; expected a Mapillary Vistas config.json")
     ev = [i for i, l in enumerate(labels) if l.get('evaluate', True)]
     return LabelSpec('mapillary', [labels[i]['readable'] if 'readable' in labels[i] else labels[i]['name'] for i in ev], ev,
@@ -185,13 +179,13 @@ def mapillary_spec(config_json, # the dataset's `config.json` (v1.2: 66 labels)
 def coco_panoptic_spec(categories_json, # `panoptic_coco_categories.json`, or a panoptic annotation json with 'categories'
                       ):
     "LabelSpec of COCO panoptic: categories in file order, `native` = category id."
-    cats = _read_json(categories_json, 'COCO categories')
+    cats = read_json(categories_json, 'COCO categories')
     if isinstance(cats, dict): cats = cats.get('categories')
     if not cats: raise DataError(f"{categories_json}: no categories; expected COCO panoptic categories")
     return LabelSpec('coco_panoptic', [c['name'] for c in cats], [c['id'] for c in cats],
                      thing=[bool(c['isthing']) for c in cats], palette=[c.get('color', (0, 0, 0)) for c in cats], void_native=0)
 
-# %% ../../nbs/01_data.labels.ipynb #11b972fc
+# %% ../../nbs/01_data.labels.ipynb #b07019eb
 SPECS = {s.name: s for s in (CITYSCAPES, BDD100K, ADE20K, VOC, PASCAL_CONTEXT_59, PASCAL_CONTEXT_60)}
 SPECS['synthetic'] = CITYSCAPES
 

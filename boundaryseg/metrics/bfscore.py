@@ -5,15 +5,15 @@
 # %% auto #0
 __all__ = ['seg2bmap', 'bound_pixels', 'nearest_d2', 'bf_counts', 'bf_scores', 'BFScore', 'BFScores']
 
-# %% ../../nbs/41_metrics.bfscore.ipynb #cd7856bc
+# %% ../../nbs/41_metrics.bfscore.ipynb #58399327
 import math
 import numpy as np
 import torch
 import torch.nn.functional as F
 from fastcore.basics import store_attr
 from fastai.learner import Metric
-from ..core import IGNORE_INDEX, DataError
-from .semantic import reduce_counts, seg_labels, unpadded_rows
+from ..core import IGNORE_INDEX, DataError, reduce_counts
+from .semantic import seg_labels, unpadded_rows
 
 # %% ../../nbs/41_metrics.bfscore.ipynb #15b90e68
 def seg2bmap(seg, # (...,H,W) binary masks (bool tensor)

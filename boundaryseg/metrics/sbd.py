@@ -6,7 +6,7 @@
 __all__ = ['edge_thresholds', 'binary_thin', 'edge_nms', 'edge_counts', 'best_counts', 'edge_scores', 'SBDProtocol',
            'sbd_protocol', 'SBDScore', 'SBDMetrics', 'sbd_table', 'plot_pr']
 
-# %% ../../nbs/42_metrics.sbd.ipynb #d4b982bb
+# %% ../../nbs/42_metrics.sbd.ipynb #9a74e6ff
 from dataclasses import dataclass
 import numpy as np
 import torch
@@ -14,8 +14,8 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import maximum_flow
 from fastcore.basics import store_attr
 from fastai.learner import Metric
-from ..core import DataError
-from .semantic import reduce_counts, unpadded_rows
+from ..core import DataError, reduce_counts
+from .semantic import unpadded_rows
 from ..data.boundaries import eval_boundaries
 from ..data.transforms import resize_nearest
 
