@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['IMG_EXTS', 'DATASETS', 'SegDataset', 'CityscapesDataset', 'ADE20KDataset', 'read_ade_mapping', 'ADE20KFullDataset',
            'load_sbd_mat', 'VOCDataset', 'SBDDataset', 'VOCAugDataset', 'PascalContextDataset', 'BDD100KDataset',
-           'MapillaryDataset', 'COCOPanopticDataset', 'FolderDataset', 'get_dataset']
+           'MapillaryDataset', 'COCOPanopticDataset', 'FolderDataset', 'register_dataset', 'dataset_names',
+           'get_dataset']
 
 # %% ../../nbs/01a_data.datasets.ipynb #a9efec23
 import json
@@ -82,10 +83,10 @@ def _labelled(items, dataset, allow_unlabeled=False):
                                 f"{it[k]}" + (f" ({more} more images lack one)" if more else '') + f"; {hint}")
     return out
 
-# %% ../../nbs/01a_data.datasets.ipynb #6eb7dad8
+# %% ../../nbs/01a_data.datasets.ipynb #6e68e520
 class SegDataset:
     "Base of the readers: `items` (one dict of file paths per sample), `spec`, `name`; `ds[i]` reads sample `i`."
-    name = 'dataset'
+    name, fixed_size = 'dataset', False  # fixed_size: all images have one size (whole-image validation batches)
     def __init__(self,
                  items:list, # one dict per sample: 'name', 'img' and, when labelled, 'mask' (+ 'inst') paths
                  spec:LabelSpec, # spec of the train ids in the samples' 'mask'
@@ -116,10 +117,10 @@ class SegDataset:
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r}, split={self.split!r}, {len(self)} samples, spec={getattr(self.spec, 'name', None)!r})"
 
-# %% ../../nbs/01a_data.datasets.ipynb #ab8a30d2
+# %% ../../nbs/01a_data.datasets.ipynb #6a756734
 class CityscapesDataset(SegDataset):
     "Cityscapes: `leftImg8bit/<split>/<city>/*_leftImg8bit.png` with `gtFine` (or `gtCoarse`) labelIds (+ instanceIds)."
-    name = 'cityscapes'
+    name, fixed_size = 'cityscapes', True
     def __init__(self,
                  root, # folder holding `leftImg8bit/` and `gtFine/`
                  split='train', # 'train', 'val', 'test', or 'train_extra' (gtCoarse)
@@ -354,10 +355,10 @@ class PascalContextDataset(SegDataset):
         super().__init__(_labelled(items, 'Pascal Context'), spec, root, split)
         self.name = spec.name
 
-# %% ../../nbs/01a_data.datasets.ipynb #c2f6d254
+# %% ../../nbs/01a_data.datasets.ipynb #0f304fc8
 class BDD100KDataset(SegDataset):
     "BDD100K sem_seg: `images/10k/<split>/*.jpg` + `labels/sem_seg/masks/<split>/*.png` (19 train ids, 255)."
-    name = 'bdd100k'
+    name, fixed_size = 'bdd100k', True
     def __init__(self,
                  root, # `bdd100k` (holding `images/10k/`) or its parent
                  split='train', # 'train', 'val' or 'test' (unlabelled: needs `allow_unlabeled`)
@@ -518,18 +519,31 @@ class FolderDataset(SegDataset):
         m = self.spec.encode(m, it['mask']) if self.native else self.spec.check(m, it['mask'])
         return {'mask': m.astype(np.uint8)}
 
-# %% ../../nbs/01a_data.datasets.ipynb #8a3788fb
+# %% ../../nbs/01a_data.datasets.ipynb #0ac39bb5
 DATASETS = dict(cityscapes=CityscapesDataset, ade20k=ADE20KDataset, ade20k_full=ADE20KFullDataset, voc=VOCDataset,
                 sbd=SBDDataset, voc_aug=VOCAugDataset, pascal_context=PascalContextDataset, bdd100k=BDD100KDataset,
                 mapillary=MapillaryDataset, coco_panoptic=COCOPanopticDataset, folder=FolderDataset)
 
-def get_dataset(name:str, # a key of `DATASETS`, or 'pascal_context_59' / 'pascal_context_60'
-                root, # the dataset's root folder
+def register_dataset(name:str, # the name `get_dataset`, `seg_dataloaders` and the command line know it by
+                     reader:type, # a `SegDataset` subclass: `reader(root, split=..., **kw)`; may set `default_root`
+                    ):
+    "Register a dataset reader."
+    DATASETS[name] = reader
+    return reader
+
+def dataset_names() -> list:
+    "Every name `get_dataset` accepts."
+    return list(DATASETS) + ['pascal_context_59', 'pascal_context_60']
+
+def get_dataset(name:str, # a name of `dataset_names()`
+                root=None, # the dataset's root folder; None: the reader's `default_root` (the synthetic dataset has one)
                 split='train', # split name (see each reader)
                 **kw, # passed on to the reader
                ) -> SegDataset:
     "Build a dataset reader by name."
     if name in ('pascal_context_59', 'pascal_context_60'): name, kw['n_classes'] = 'pascal_context', int(name[-2:])
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}, pascal_context_59, pascal_context_60")
-    return DATASETS[name](root, split=split, **kw)
+    if name not in DATASETS: raise ValueError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}")
+    reader = DATASETS[name]
+    if root is None: root = getattr(reader, 'default_root', None)
+    if root is None: raise DataError(f"--root is required for dataset {name!r} (the folder that holds it)")
+    return reader(root, split=split, **kw)
