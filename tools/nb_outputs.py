@@ -8,24 +8,25 @@ table, e.g. a pandas DataFrame or IPython.display.Markdown). Text, streams, warn
     python tools/nb_outputs.py                         # every notebook under nbs/ (recursively, skipping _*.ipynb)
     python tools/nb_outputs.py nbs/01b_data.synthetic.ipynb 'nbs/4*.ipynb'   # paths or globs
     python tools/nb_outputs.py --slow                  # also run `#| slow` cells
-    python tools/nb_outputs.py --jobs 2                # two notebooks at once (one process each)
+    python tools/nb_outputs.py --jobs 2                # two notebooks at once (each notebook in its own process)
     python tools/nb_outputs.py --check                 # no run: exit 1 listing notebooks that draw but show no figure
 
 A developer's loop: edit nbs/THAT.ipynb -> `nbdev_export` -> `python tools/nb_outputs.py nbs/THAT.ipynb` -> commit.
 `make outputs` runs it on every notebook.
 
-Cells run in-process with execnb's CaptureShell as `nbdev_test` runs them (cwd = the notebook's folder; `#| eval: false`
+Each notebook runs in a fresh process, its cells in execnb's CaptureShell as `nbdev_test` runs them (cwd = its folder; `#| eval: false`
 and the `tst_flags` cells skipped). A skipped cell keeps the figures and tables it had. Figures are PNG at 72 dpi with
 fixed SVG ids; PNG bytes are the same run to run as long as the notebook draws the same thing. The notebook is written
 in nbdev_clean's form, so `tools/check_sync.sh` still passes. A notebook with a failing cell is reported with the cell
 and its traceback and left unchanged; the tool then exits 1. `--check` uses the rule of the before-stop hook
 (../shared/hooks/lib/nb_figures.py): a notebook with a drawing cell must carry at least one image output."""
 import argparse, glob, json, os, re, sys, time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
 from pathlib import Path
 from execnb.nbio import write_nb
 from execnb.shell import CaptureShell
 from fastcore.basics import str2bool
-from fastcore.parallel import parallel
 from fastcore.xtras import working_directory
 from nbdev.clean import clean_nb
 from nbdev.config import get_config
@@ -64,6 +65,7 @@ def execute(fn, skip_flags):
 
 def refresh(fn, skip_flags):
     "Execute `fn` and write it back with only its figures and tables; print a one-line summary or the error; did it run?"
+    multiprocessing.set_start_method(None, force=True)  # the notebook's own workers (DataLoader, DDP) start the usual way, not spawned
     name, fn = fn, Path(fn).resolve()
     t0, size0 = time.time(), fn.stat().st_size
     try: outs = execute(fn, skip_flags)
@@ -105,4 +107,6 @@ if __name__ == '__main__':
         sys.exit(1 if bad else 0)
     sys.path.insert(0, str(get_config().config_path))  # as nbdev_test: this checkout's package, not an installed one
     skip = set(get_config().tst_flags.split()) - ({'slow'} if a.slow else set())
-    sys.exit(0 if all(parallel(refresh, fns, skip_flags=skip, n_workers=a.jobs if a.jobs > 1 else 0)) else 1)
+    # A fresh process per notebook, like a kernel: nothing (random state, rcParams, IPython's own __main__) leaks between notebooks.
+    with ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context('spawn'), max_tasks_per_child=1) as ex:
+        sys.exit(0 if all(ex.map(refresh, fns, [skip] * len(fns))) else 1)

@@ -8,9 +8,10 @@
 Each notebook goes through nbdev's doc processors first (FilterDefaults, what `nbdev_docs` hands Quarto: `#| hide`
 cells dropped, show_doc run), then what Quarto would do (the title on top, `#| echo: false` inputs hidden), then
 nbconvert's HTML exporter. Quarto-only markdown ({target=...} attributes, callouts) shows as text; offline, no MathJax.
-Per notebook it prints the figure outputs the notebook commits and the figures its page shows (<img>, inline <svg>),
-and exits 1 if a page shows fewer (e.g. a figure in a `#| hide` cell) or nbdev's processing fails (as nbdev_docs would). Note that nbdev re-runs a cell that mixes imports
-with other code (its "Found cells containing imports" warning) and shows that run's outputs, not the committed ones.
+Per notebook it prints the figure outputs the notebook commits and the figures its page shows (<img>, inline <svg>);
+it exits 1 if a page shows fewer (e.g. a figure in a `#| hide` cell) or nbdev's processing fails (nbdev_docs would too).
+nbdev re-runs a cell that mixes imports with other code (its "Found cells containing imports" warning) and shows that
+run's outputs, not the committed ones.
 
 --screenshot DIR needs Chromium, which is not part of `make test`: `apt-get update && apt-get install -y chromium` (root).
 DIR must be outside the repository."""
@@ -73,7 +74,7 @@ if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('paths', nargs='*', help='notebooks or globs (default: all notebooks under nbs/)')
     p.add_argument('--screenshot', metavar='DIR', type=Path, help='write a screenshot of each page to DIR/NAME.png')
-    p.add_argument('--size', default='1280,12000', help='screenshot window WIDTH,HEIGHT; the shot is trimmed to the page (default 1280,12000)')
+    p.add_argument('--size', default='1280,12000', help='screenshot window WIDTH,HEIGHT, trimmed to the page (default 1280,12000)')
     a = p.parse_args()
     fns = sorted({f for g in a.paths for f in glob.glob(g, recursive=True)}) if a.paths else sorted(os.path.relpath(f) for f in nbglob())
     if not fns: sys.exit('no notebooks matched')
