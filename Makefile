@@ -9,7 +9,7 @@ REF := .venv-ref
 OUT ?= report
 PIP := --disable-pip-version-check -q
 
-.PHONY: demo test env ref-env sync nbtest pytest bench clean
+.PHONY: demo test env ref-env sync nbtest pytest bench outputs clean
 
 $(VENV)/.installed: requirements.txt settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ pytest: env ref-env
 
 ## The whole test suite. One BLAS/OpenMP thread per process: tests run two notebooks (or ranks) at once on small machines.
 test: sync nbtest pytest
+
+## Run every notebook and keep only its figures and tables as outputs, as the docs show them (not part of `make test`).
+outputs: env
+	OMP_NUM_THREADS=1 $(BIN)/python tools/nb_outputs.py --jobs 2
 
 bench: env ref-env
 	for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fails if nbdev_export or nbdev_clean would change anything: the exported library must equal what the
-# notebooks export, and the notebooks must be clean. Works on a copy, so it needs no git and leaves the tree as found.
+# notebooks export, and the notebooks must be clean; README.md and nbs/sidebar.yml must be what the notebooks say.
+# Works on a copy, so it needs no git and leaves the tree as found.
 set -euo pipefail
 snap=$(mktemp -d)
 trap 'rm -rf "$snap"' EXIT
@@ -13,4 +14,5 @@ if ! diff -r -q -x __pycache__ -x .ipynb_checkpoints "$snap/boundaryseg" boundar
   exit 1
 fi
 python tools/nb2readme.py --check
+python tools/sidebar.py --check
 echo "notebooks and library in sync"
