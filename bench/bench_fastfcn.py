@@ -29,12 +29,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from boundaryseg.models.heads import seg_model  # noqa: E402
+from boundaryseg.models.zoo import seg_model  # noqa: E402
 
 HEADS = {'encnet': {}, 'deeplabv3': dict(ch=256, proj_ks=1, n_convs=1), 'psp': {}}
 HEAD_NAMES = {'encnet': 'EncNet', 'deeplabv3': 'ASPP', 'psp': 'PSP'}
 BACKBONES = {'R50': 'resnet50s', 'R101': 'resnet101s'}
-ARMS = {'dilated': dict(output_stride=8), 'jpu': dict(jpu=True)}
+ARMS = {'dilated': dict(output_stride=8), 'jpu': dict(neck='jpu', output_stride=32)}
 # FastFCN Table 2: FPS on a Titan-Xp, 512x512, (dilated "None", JPU)
 PAPER_FPS = {('encnet', 'R50'): (18.77, 37.56), ('deeplabv3', 'R50'): (15.99, 20.67), ('psp', 'R50'): (18.08, 28.48),
              ('encnet', 'R101'): (10.51, 32.02), ('deeplabv3', 'R101'): (10.46, 18.08), ('psp', 'R101'): (11.36, 23.87)}
@@ -106,7 +106,7 @@ def main():
         with torch.no_grad():
             fa = FlopCountAnalysis(m, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             fl, by = fa.total(), fa.by_module()
-        res[k] = dict(params=sum(p.numel() for p in m.parameters()) - sum(p.numel() for p in m.aux_head.parameters()),
+        res[k] = dict(params=sum(p.numel() for p in m.parameters()) - sum(p.numel() for p in m.train_heads.parameters()),
                       gflops=fl / 1e9, body_gflops=(by['backbone'] + by.get('neck', 0)) / 1e9, times=[])
         print(f'{k}: {fl / 1e9:.1f} GFLOPs, backbone(+JPU) {res[k]["body_gflops"]:.1f}', flush=True)
     for i in range(a.repeats):

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from boundaryseg.models.heads import seg_model  # noqa: E402
+from boundaryseg.models.zoo import seg_model  # noqa: E402
 
 
 def n_params(m): return sum(p.numel() for p in m.parameters())

@@ -323,8 +323,9 @@ def test_allow_unlabeled_yields_samples_without_mask(tmp_path):
 
 
 def test_get_dataset_knows_every_reader(tmp_path):
+    import boundaryseg.data.synthetic  # noqa: F401  (registers the built-in synthetic dataset)
     assert set(DATASETS) == {'cityscapes', 'ade20k', 'ade20k_full', 'voc', 'sbd', 'voc_aug', 'pascal_context', 'bdd100k',
-                             'mapillary', 'coco_panoptic', 'folder'}
+                             'mapillary', 'coco_panoptic', 'folder', 'synthetic'}
     with pytest.raises(ValueError, match="unknown dataset 'kitti'"): get_dataset('kitti', tmp_path)
     _one('pascal_context', tmp_path)
     assert get_dataset('pascal_context_59', tmp_path, 'train').spec.n_classes == 59

@@ -8,33 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
-from torch.utils.data import Dataset
 
 PY = sys.executable
 HERE = Path(__file__).resolve()
-
-
-class RandSeg(Dataset):
-    "`n` random images whose mask is each pixel's brightest channel; the top rows ignored (same count in every image)."
-    def __init__(self, n, seed=0):
-        self.x = torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
-        self.y = self.x.argmax(1)
-        self.y[:, :2] = 255
-    def __len__(self): return len(self.x)
-    def __getitem__(self, i): return self.x[i], self.y[i]
-
-
-class TinyNet(nn.Module):
-    "GroupNorm (no batch statistics, so the per-rank batches do not change the result) and a training-only aux head."
-    def __init__(self, C=3):
-        super().__init__()
-        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.ReLU())
-        self.head, self.aux_head = nn.Conv2d(8, C, 1), nn.Conv2d(8, C, 1)
-    def head_modules(self): return [self.head, self.aux_head]
-    def forward(self, x):
-        f = self.backbone(x)
-        return {'seg': self.head(f), **({'aux': self.aux_head(f)} if self.training else {})}
 
 
 def worker(a):
@@ -43,6 +19,7 @@ def worker(a):
     from fastai.data.core import DataLoaders
     from boundaryseg.core import set_seed
     from boundaryseg.learner import seg_learner
+    from boundaryseg.test_utils import RandSeg, TinyNet
     from boundaryseg.distributed import ddp_ctx
 
     class Saboteur(Callback):
@@ -57,8 +34,9 @@ def worker(a):
     out = Path(a.out)
     with ddp_ctx(timeout=a.timeout) as (rank, world, _):
         set_seed(0)
-        dls = DataLoaders.from_dsets(RandSeg(16), RandSeg(7, seed=1), bs=a.bs, num_workers=0, device='cpu')
-        learn = seg_learner(dls, arch='fcn', model=TinyNet(), n_classes=3, lr=0.05, path=out/'run',
+        # GroupNorm (no batch statistics, so the per-rank batches do not change the result) and a training-only aux head
+        dls = DataLoaders.from_dsets(RandSeg(16, size=16), RandSeg(7, size=16, seed=1), bs=a.bs, num_workers=0, device='cpu')
+        learn = seg_learner(dls, arch='fcn', model=TinyNet(), n_classes=3, recipe='fastfcn', lr=0.05, path=out/'run',
                             cbs=Saboteur() if a.mode != 'fit' else None).to_ddp(seed=11)
         learn.fit(a.epochs)
         if rank == 0:

@@ -22,15 +22,18 @@ FRAME = 'frankfurt_000000_000294'
 
 
 class Net(nn.Module):
-    "Two 3x3 convolutions: a receptive field of 5x5, so windows see different context near their edges."
+    "Two 3x3 convolutions: a receptive field of 5x5, so windows see different context near their edges; seg and edge outputs."
+    eval_outputs = ('seg', 'edge')
     def __init__(self, c=5, seed=0):
         super().__init__()
         torch.manual_seed(seed)
-        self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, c, 3, padding=1)
-    def forward(self, x): return {'seg': self.b(torch.relu(self.a(x)))}
+        self.a, self.b, self.e = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, c, 3, padding=1), nn.Conv2d(8, 2, 3, padding=1)
+    def forward(self, x):
+        f = torch.relu(self.a(x))
+        return {'seg': self.b(f), 'edge': self.e(f)}
 
 
-def slide_loop(model, x, crop, stride):
+def slide_loop(model, x, crop, stride, key='seg'):
     "The sliding-window algorithm written plainly: pad, one window at a time, sum logits, divide by the counts."
     (ch, cw), (sh, sw) = crop, stride
     B, _, H, W = x.shape
@@ -42,7 +45,7 @@ def slide_loop(model, x, crop, stride):
         for i in range(nh):
             for j in range(nw):
                 y0, x0 = min(i * sh, ph - ch), min(j * sw, pw - cw)
-                o = model(xp[:, :, y0:y0 + ch, x0:x0 + cw])['seg']
+                o = model(xp[:, :, y0:y0 + ch, x0:x0 + cw])[key]
                 if out is None: out = torch.zeros(B, o.shape[1], ph, pw)
                 out[:, :, y0:y0 + ch, x0:x0 + cw] += o
                 cnt[:, :, y0:y0 + ch, x0:x0 + cw] += 1
@@ -56,7 +59,7 @@ def test_slide_matches_plain_loop(h, w, ch, cw, data):
     m = Net().eval()
     x = torch.randn(2, 3, h, w)
     test = predict_slide(m, x, (ch, cw), (sh, sw), bs=data.draw(st.integers(1, 7)))
-    torch.testing.assert_close(test, slide_loop(m, x, (ch, cw), (sh, sw)), rtol=1e-5, atol=1e-5)
+    for k in ('seg', 'edge'): torch.testing.assert_close(test[k], slide_loop(m, x, (ch, cw), (sh, sw), k), rtol=1e-5, atol=1e-5)
 
 
 @settings(max_examples=30, deadline=None)
@@ -70,15 +73,16 @@ def test_window_starts_cover(size, crop, data):
     assert (s.diff() > 0).all() and (s.diff() <= stride).all()
 
 
-def ms_loop(model, x, scales, flip):
-    "Multi-scale + flip, one view at a time: softmax, back to the input size, un-flip, mean."
+def ms_loop(model, x, scales, flip, key='seg'):
+    "Multi-scale + flip, one view at a time: softmax (sigmoid for boundaries), back to the input size, un-flip, mean."
     H, W = x.shape[-2:]
     views = []
     with torch.no_grad():
         for s in scales:
             xs = F.interpolate(x, size=(int(H * s + .5), int(W * s + .5)), mode='bilinear', align_corners=False)
             for f in ([False, True] if flip else [False]):
-                p = model(xs.flip(-1) if f else xs)['seg'].softmax(1)
+                o = model(xs.flip(-1) if f else xs)[key]
+                p = o.softmax(1) if key == 'seg' else o.sigmoid()
                 p = F.interpolate(p, size=(H, W), mode='bilinear', align_corners=False)
                 views.append(p.flip(-1) if f else p)
     return torch.stack(views).mean(0)
@@ -88,14 +92,16 @@ def ms_loop(model, x, scales, flip):
 def test_multiscale_matches_plain_loop(scales, flip):
     m = Net().eval()
     x = torch.randn(2, 3, 23, 37)
-    torch.testing.assert_close(predict(m, x, scales=scales, flip=flip), ms_loop(m, x, scales, flip), rtol=1e-5, atol=1e-6)
+    p = predict(m, x, scales=scales, flip=flip)
+    for k in ('seg', 'edge'): torch.testing.assert_close(p[k], ms_loop(m, x, scales, flip, k), rtol=1e-5, atol=1e-6)
 
 
 def test_multiscale_sliding_one_window_is_whole():
     "One window as large as the image makes sliding + flip equal whole + flip (the flipped view is batched with it)."
     m = Net().eval()
     x = torch.randn(2, 3, 20, 30)
-    torch.testing.assert_close(predict(m, x, flip=True, crop=(20, 30)), predict(m, x, flip=True))
+    a, b = predict(m, x, flip=True, crop=(20, 30)), predict(m, x, flip=True)
+    for k in ('seg', 'edge'): torch.testing.assert_close(a[k], b[k])
 
 
 def test_batch_norm_model_eval_mode():
@@ -107,7 +113,7 @@ def test_batch_norm_model_eval_mode():
         def forward(s, x): return {'seg': s.m(x)}
     w = W().train()
     x = torch.randn(3, 3, 16, 16)
-    torch.testing.assert_close(predict_whole(w, x)[:1], predict_whole(w, x[:1]))
+    torch.testing.assert_close(predict_whole(w, x)['seg'][:1], predict_whole(w, x[:1])['seg'])
     assert w.training
 
 
@@ -165,10 +171,13 @@ def test_predict_folder_real_images(tmp_path):
     src = FX/'mmseg_pseudo_dataset'/'imgs'
     m = Net(c=19).eval()
     files = predict_folder(m, src, tmp_path, spec=CITYSCAPES, bs=3, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['color', 'edge', 'labelIds', 'trainIds']
     assert len(files) == len(list(src.glob('*.jpg')))
     for f in sorted(src.glob('*.jpg')):
         img = load_image(f)
-        np.testing.assert_array_equal(load_ids(tmp_path/'trainIds'/f.with_suffix('.png').name), predict_image(m, img))
+        p = predict_image(m, img)
+        np.testing.assert_array_equal(load_ids(tmp_path/'trainIds'/f.with_suffix('.png').name), p['seg'])
+        np.testing.assert_array_equal(load_ids(tmp_path/'edge'/'class_002'/f.with_suffix('.png').name), np.round(p['edge'][1] * 255))
         assert load_image(tmp_path/'color'/f.with_suffix('.png').name).shape == img.shape
 
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from boundaryseg.models.backbones import Backbone
-from boundaryseg.models.heads import ARCHS, seg_model
+from boundaryseg.models.zoo import ARCHS, seg_model
 
 
 def n_params(m): return sum(p.numel() for p in m.parameters())
@@ -27,7 +27,7 @@ def r101_models():
 @pytest.mark.parametrize('arch', list(TABLE4))
 def test_sbcb_table4_params(r101_models, arch):
     m = r101_models[arch]
-    total, aux = n_params(m), n_params(m.aux_head)
+    total, aux = n_params(m), n_params(m.train_heads['aux'])
     assert abs((total - aux) / TABLE4[arch] - 1) < 0.01, (arch, total - aux)
     # the paper rounds to its printed digits: the match is closer than 1%
     assert round((total - aux) / 1e6, 2 if arch != 'deeplabv3plus' else 1) == round(TABLE4[arch] / 1e6, 2)
@@ -36,7 +36,7 @@ def test_sbcb_table4_params(r101_models, arch):
 
 def test_aux_head_by_hand(r101_models):
     # one 3x3 conv 1024->256 (no bias) + BN + 1x1 classifier to 19 classes, on the stride-16 stage
-    assert n_params(r101_models['psp'].aux_head) == 1024 * 256 * 9 + 2 * 256 + 256 * 19 + 19
+    assert n_params(r101_models['psp'].train_heads['aux']) == 1024 * 256 * 9 + 2 * 256 + 256 * 19 + 19
 
 
 def test_syncbn_same_count(r101_models):
@@ -56,14 +56,17 @@ def test_v1c_stem_difference():
 FAMILIES = [('resnet18', dict(output_stride=8)), ('convnext_atto', dict(output_stride=16)), ('pvt_v2_b0', dict(output_stride=32))]
 
 
-@pytest.mark.parametrize('arch', ARCHS)
+CLASSIC = [a for a, s in ARCHS.items() if 'neck' not in s.defaults and a in ('fcn', 'psp', 'deeplabv3', 'deeplabv3plus', 'encnet')]
+
+
+@pytest.mark.parametrize('arch', CLASSIC)
 @pytest.mark.parametrize('backbone,kw', FAMILIES, ids=[f[0] for f in FAMILIES])
 def test_shapes_every_head(arch, backbone, kw):
     x = torch.randn(2, 3, 97, 129)
     m = seg_model(arch, backbone, n_classes=7, ch=32, **kw)
     out = m.train()(x)
     want = {'seg': (2, 7, 97, 129), 'aux': (2, 7, 97, 129)}
-    if arch == 'encnet': want['se'] = (2, 7)
+    if 'se' in ARCHS[arch].outputs: want['se'] = (2, 7)
     assert {k: tuple(v.shape) for k, v in out.items()} == want
     sum(v.float().mean() for v in out.values()).backward()
     assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
@@ -76,7 +79,7 @@ def test_shapes_every_head(arch, backbone, kw):
 def test_fastfcn_necks(neck, backbone):
     x = torch.randn(2, 3, 97, 129)
     for arch in ('encnet', 'deeplabv3', 'psp'):
-        m = seg_model(arch, backbone, n_classes=5, jpu=neck, ch=32)
+        m = seg_model(arch, backbone, n_classes=5, neck=neck, output_stride=32, ch=32)
         assert m.neck.feature_info[-1]['reduction'] == 8
         assert m.train()(x)['seg'].shape == (2, 5, 97, 129)
         with torch.no_grad(): assert list(m.eval()(x)) == ['seg']
@@ -92,19 +95,20 @@ def test_hrnet_size_divisor():
 
 
 def test_hed_backbone_in_seg_model():
-    m = seg_model('deeplabv3plus', 'resnet18', ch=32, output_stride=32, backbone_kw=dict(trick='edge'))
+    m = seg_model('deeplabv3plus', 'resnet18', ch=32, trick='edge')
     assert m.backbone.reductions == [1, 2, 4, 8, 8]
     assert [b[0][0].dilation[0] for b in m.head.aspp.branches[1:]] == [12, 24, 36]
     assert m.eval()(torch.randn(1, 3, 65, 67))['seg'].shape == (1, 19, 65, 67)
 
 
-def test_deeplabv3_equals_torchvision():
-    # With torchvision's head configuration (256 channels, 1x1 projection, one more 3x3 conv) our DeepLabV3 on a timm
-    # ResNet-50 at output stride 8 is torchvision's deeplabv3_resnet50: same tensors in the same order, same outputs.
+TV_HEAD = dict(ch=256, proj_ks=1, n_convs=1, proj_drop=0.5, proj_drop_2d=False, drop=0.)  # torchvision's DeepLabHead
+
+
+def _tv_pair():
     from torchvision.models.segmentation import deeplabv3_resnet50
     torch.manual_seed(0)
-    ref = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=21).eval()
-    ours = seg_model('deeplabv3', 'resnet50', n_classes=21, aux=False, ch=256, proj_ks=1, n_convs=1).eval()
+    ref = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=21)
+    ours = seg_model('deeplabv3', 'resnet50', n_classes=21, aux=False, **TV_HEAD)
     sd_ref, sd = ref.state_dict(), ours.state_dict()
     assert len(sd_ref) == len(sd) and n_params(ref) == n_params(ours)
     with torch.no_grad():
@@ -113,7 +117,44 @@ def test_deeplabv3_equals_torchvision():
             if vr.ndim == 1 and vr.is_floating_point():  # random norm affines and statistics; convs keep their He init
                 vr.copy_(torch.rand_like(vr) + 0.5 if kr.endswith(('running_var', 'weight')) else torch.randn_like(vr) * 0.1)
             v.copy_(vr)
-        x = torch.randn(1, 3, 97, 129)
-        out, want = ours(x)['seg'], ref(x)['out']
-        assert want.std(dim=(2, 3)).mean() > 0.1  # a spatially varying output, not a constant that any wiring would match
-        assert torch.allclose(out, want, atol=1e-4 * want.abs().max(), rtol=1e-4)
+    return ours, ref
+
+
+def test_deeplabv3_equals_torchvision():
+    # With torchvision's head configuration (256 channels, 1x1 projection, Dropout(0.5) after it, one more 3x3 conv, no
+    # dropout before the classifier) our DeepLabV3 on a timm ResNet-50 at output stride 8 is torchvision's
+    # deeplabv3_resnet50: same tensors in the same order, same outputs in eval mode...
+    ours, ref = _tv_pair()
+    x = torch.randn(1, 3, 97, 129)
+    with torch.no_grad(): out, want = ours.eval()(x)['seg'], ref.eval()(x)['out']
+    assert want.std(dim=(2, 3)).mean() > 0.1  # a spatially varying output, not a constant that any wiring would match
+    assert torch.allclose(out, want, atol=1e-4 * want.abs().max(), rtol=1e-4)
+
+
+def test_deeplabv3_equals_torchvision_in_train_mode():
+    # ... and in train mode: batch statistics in every norm and the same dropout draws at the same place (the dropout
+    # after the ASPP projection is element-wise, and there is none before the classifier). Moving the dropout (or making
+    # it channel-wise, as FastFCN's Dropout2d) breaks the equality, so the test sees placement, not only the eval path.
+    ours, ref = _tv_pair()
+    x = torch.randn(2, 3, 65, 81)
+    with torch.no_grad():
+        torch.manual_seed(1); out = ours.train()(x)['seg']
+        torch.manual_seed(1); want = ref.train()(x)['out']
+    tol = 1e-4 * float(want.abs().max())
+    assert torch.allclose(out, want, atol=tol, rtol=1e-4)
+    moved = seg_model('deeplabv3', 'resnet50', n_classes=21, aux=False, **{**TV_HEAD, 'proj_drop_2d': True})
+    moved.load_state_dict(ours.state_dict())
+    with torch.no_grad(): torch.manual_seed(1); wrong = moved.train()(x)['seg']
+    assert not torch.allclose(wrong, want, atol=10 * tol)
+
+
+def test_fastfcn_forms():
+    # FastFCN's code: DeepLabV3 head with Dropout2d(0.5) after a 1x1 256-channel projection and Dropout2d(0.1) before the
+    # classifier; PSP pooled maps and every final upsampling with align_corners=True
+    m = seg_model('fastfcn_deeplabv3', 'resnet18', n_classes=3)
+    drops = [(type(l).__name__, l.p) for l in m.head.modules() if isinstance(l, (nn.Dropout, nn.Dropout2d))]
+    assert drops == [('Dropout2d', 0.5), ('Dropout2d', 0.1)]
+    assert m.head.aspp.proj[0].kernel_size == (1, 1) and m.head.aspp.proj[0].out_channels == 256
+    p = seg_model('fastfcn_psp', 'resnet18', n_classes=3, width=32)
+    assert p.align_corners and p.head.align_corners and p.neck.align_corners
+    assert not seg_model('psp', 'resnet18', n_classes=3, width=32).head.align_corners

@@ -3,44 +3,14 @@ writing a checkpoint) and started again with `resume=True` ends with the same we
 interrupted.
 
 The training script is this file itself (`python tests/test_training.py worker ...`), run in subprocesses."""
-import argparse, os, random, signal, subprocess, sys
+import argparse, os, signal, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
-from torch.utils.data import Dataset
 
 PY = sys.executable
 HERE = Path(__file__).resolve()
-
-
-class AugSeg(Dataset):
-    "Random images whose mask is each pixel's brightest channel, with random flips (Python RNG) and noise (torch RNG)."
-    def __init__(self, n, seed=0, aug=True):
-        self.x = torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
-        self.y = self.x.argmax(1)
-        self.y[:, :2] = 255
-        self.aug = aug
-    def __len__(self): return len(self.x)
-    def __getitem__(self, i):
-        x, y = self.x[i], self.y[i]
-        if self.aug:
-            if random.random() < 0.5: x, y = x.flip(-1), y.flip(-1)
-            x = x + 0.1 * torch.randn_like(x)
-        return x, y
-
-
-class TinyNet(nn.Module):
-    "conv-BN-ReLU with dropout (torch RNG in the forward pass) and a training-only aux head."
-    def __init__(self, C=3):
-        super().__init__()
-        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout2d(0.2))
-        self.head, self.aux_head = nn.Conv2d(8, C, 1), nn.Conv2d(8, C, 1)
-    def head_modules(self): return [self.head, self.aux_head]
-    def forward(self, x):
-        f = self.backbone(x)
-        return {'seg': self.head(f), **({'aux': self.aux_head(f)} if self.training else {})}
 
 
 def worker(a):
@@ -48,6 +18,7 @@ def worker(a):
     from fastai.data.core import DataLoaders
     from boundaryseg.core import set_seed
     from boundaryseg.learner import seg_learner
+    from boundaryseg.test_utils import RandSeg, TinyNet
 
     class Saboteur(Callback):
         "SIGKILL this process at epoch 1 (the second), iteration 2."
@@ -68,15 +39,16 @@ def worker(a):
     set_seed(0, deterministic=True)
     torch.set_num_threads(1)
     out = Path(a.out)
-    kw = dict(lr=0.05, path=out, resume=a.mode == 'resume', cbs=Saboteur() if a.mode == 'kill' else None)
+    kw = dict(recipe='fastfcn', lr=0.05, path=out, resume=a.mode == 'resume', cbs=Saboteur() if a.mode == 'kill' else None)
     if a.data == 'real':  # the library's own pipeline: synthetic scenes, seeded augmentation, worker processes, a timm model
         from boundaryseg.data.block import seg_dataloaders
         dls = seg_dataloaders('synthetic', root=out/'synthetic', size=(32, 64), bs=4, num_workers=a.workers, n_train=12, n_val=4,
-                              synth_size=(64, 128), seed=0, device='cpu')
+                              image_size=(64, 128), seed=0, device='cpu')
         learn = seg_learner(dls, arch='fastfcn_encnet', backbone='test_resnet', ch=32, **kw)
     else:
-        dls = DataLoaders.from_dsets(AugSeg(24), AugSeg(8, seed=1, aug=False), bs=4, num_workers=a.workers, device='cpu')
-        learn = seg_learner(dls, arch='fcn', model=TinyNet(), n_classes=3, **kw)
+        # random flips (Python's RNG), noise (torch's) and dropout (torch's, in the forward pass): every stream must be restored
+        dls = DataLoaders.from_dsets(RandSeg(24, size=16, aug=True, noise=0.1), RandSeg(8, size=16, seed=1), bs=4, num_workers=a.workers, device='cpu')
+        learn = seg_learner(dls, arch='fcn', model=TinyNet(norm='bn', drop=0.2), n_classes=3, **kw)
     learn.fit(3)
     torch.save({'weights': learn.model.state_dict(), 'values': learn.recorder.values}, out/'result.pt')
 

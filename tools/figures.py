@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use('Agg')
 
 def data(out):
-    from boundaryseg.data.block import data_report
+    from boundaryseg.vis import data_report
     print(json.dumps(data_report(out), indent=1))
 
 if __name__ == '__main__':

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Convert between a percent-format script (`# %%` code cells, `# %% [markdown]` cells) and a clean .ipynb.
 
-    python tools/pct2nb.py nbs/12_models.jpu.py            # writes nbs/12_models.jpu.ipynb
-    python tools/pct2nb.py nbs/12_models.jpu.ipynb out.py  # back to percent format for editing
+    python tools/pct2nb.py nbs/12_models.necks.py            # writes nbs/12_models.necks.ipynb
+    python tools/pct2nb.py nbs/12_models.necks.ipynb out.py  # back to percent format for editing
 
 The notebooks are the source of truth; the percent file is only a convenient way to write one.
 Markdown cells keep their text with the leading '# ' of each line removed."""

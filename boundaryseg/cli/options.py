@@ -6,12 +6,13 @@
 __all__ = ['RECIPE_OPTIONS', 'parse_size', 'parse_floats', 'predict_kwargs', 'check_choice', 'check_model_args', 'choices_help',
            'add_recipe_args', 'recipe_from_args', 'load_plugins', 'command_parser']
 
-# %% ../../nbs/70_cli.options.ipynb #e3d7f1bb
+# %% ../../nbs/70_cli.options.ipynb #72c253d4
 import argparse, dataclasses, importlib, importlib.util, inspect, sys
 from pathlib import Path
 from fastcore.docments import docments
 from ..core import DataError
 from ..data.datasets import dataset_names
+from ..data import synthetic  # registers the 'synthetic' dataset
 from ..models.zoo import ARCHS, arch_spec
 from ..recipes import RECIPES, get_recipe
 from ..losses import CLASS_WEIGHTS
