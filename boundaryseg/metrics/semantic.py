@@ -4,44 +4,40 @@
 
 # %% auto #0
 __all__ = ['seg_labels', 'confusion_matrix', 'seg_scores', 'cityscapes_avg_class_size', 'instance_counts', 'iiou_scores',
-           'unpadded_rows', 'SegScore', 'SegMetrics', 'MIoU', 'PixelAccuracy', 'MeanAccuracy', 'FWIoU', 'IIoU',
-           'save_cityscapes_pred', 'iou_table', 'plot_iou']
+           'SegMetrics', 'MIoU', 'PixelAccuracy', 'MeanAccuracy', 'FWIoU', 'IIoU', 'save_cityscapes_pred', 'iou_table',
+           'plot_iou']
 
-# %% ../../nbs/41_metrics.semantic.ipynb #36ca1a46
+# %% ../../nbs/41_metrics.semantic.ipynb #63e181c9
 import re
 from pathlib import Path
 import numpy as np
 import torch
 from fastcore.basics import store_attr
-from fastai.learner import Metric
-from ..core import IGNORE_INDEX, DataError, save_png, reduce_counts
+from ..core import IGNORE_INDEX, DataError, save_png
 from ..data.labels import CITYSCAPES
+from .base import CountsMetrics, Score, unpadded_rows, to_tensor, int_labels
 
-# %% ../../nbs/41_metrics.semantic.ipynb #8de131c4
-def _tensor(x, name):
-    if isinstance(x, torch.Tensor): return x
-    if isinstance(x, np.ndarray): return torch.as_tensor(np.ascontiguousarray(x))
-    raise DataError(f"{name}: expected a torch.Tensor or a numpy array, got {type(x).__name__}")
-
+# %% ../../nbs/41_metrics.semantic.ipynb #42ed34c6
 def seg_labels(pred, # logits (...,C,H,W) floating point, or a class map (...,H,W) integer
                target=None, # ground truth (...,H,W) whose shape the labels must have
                n_classes=None, # number of classes, checked against the logits' channel axis
               ) -> torch.Tensor: # class map (...,H,W)
     "Class map from `pred`: argmax over the class axis (-3) of floating-point logits; integer maps pass through."
-    pred = _tensor(pred, 'pred')
-    tshape = None if target is None else tuple(_tensor(target, 'target').shape)
+    pred = to_tensor(pred, 'pred')
+    tshape = None if target is None else tuple(to_tensor(target, 'target').shape)
     if pred.is_floating_point():
         if pred.ndim < 3 or (tshape is not None and pred.ndim != len(tshape) + 1):
             raise DataError(f"pred: floating-point logits of shape {tuple(pred.shape)} need a class axis at -3 "
                             f"and one more axis than target {tshape}")
         if n_classes is not None and pred.shape[-3] != n_classes:
             raise DataError(f"pred: logits have {pred.shape[-3]} classes (axis -3) but n_classes={n_classes}")
-        pred = pred.argmax(-3)
+        v, pred = pred.max(-3)
+        if torch.isnan(v).any(): raise DataError(f"pred: the logits hold NaN at {int(torch.isnan(v).sum())} pixels")
     if tshape is not None and tuple(pred.shape) != tshape:
         raise DataError(f"pred {tuple(pred.shape)} and target {tshape} differ in shape (predictions must be at the target's resolution)")
     return pred
 
-# %% ../../nbs/41_metrics.semantic.ipynb #230faa99
+# %% ../../nbs/41_metrics.semantic.ipynb #66d8ae1d
 def _check_range(x, V, name):
     if x.numel() == 0: return
     lo, hi = (int(v) for v in torch.aminmax(x if x.dtype != torch.bool else x.to(torch.uint8)))
@@ -101,7 +97,7 @@ def confusion_matrix(pred, # logits (B,C,H,W) or class map (B,H,W) / (H,W)
     "Pixel confusion matrix with one `bincount`; a last column counts pixels predicted as `ignore_index`."
     C = n_classes
     if ignore_index < C: raise ValueError(f"ignore_index={ignore_index} must be >= n_classes={C}")
-    p, t = seg_labels(pred, target, C), _tensor(target, 'target')
+    p, t = seg_labels(pred, target, C), int_labels(to_tensor(target, 'target'), 'target')
     V = ignore_index + 1
     h = _pair_hist_runs(t, p, V) if t.device.type == 'cpu' and p.device.type == 'cpu' else None
     if h is None:
@@ -155,7 +151,7 @@ def cityscapes_avg_class_size(spec=CITYSCAPES, # a LabelSpec whose class names a
     from cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling import args as cs_args
     return np.array([cs_args.avgClassSize.get(n, np.nan) if th else np.nan for n, th in zip(spec.classes, spec.thing)])
 
-# %% ../../nbs/41_metrics.semantic.ipynb #7f7c94f9
+# %% ../../nbs/41_metrics.semantic.ipynb #79b53722
 def instance_counts(pred, # logits (B,C,H,W) or class map (B,H,W) / (H,W)
                     target, # ground-truth train ids, same shape as the class map
                     inst, # instance ids, same shape; ids < `min_inst` are "no instance"
@@ -166,7 +162,7 @@ def instance_counts(pred, # logits (B,C,H,W) or class map (B,H,W) / (H,W)
                    ) -> torch.Tensor: # (C,2) float64: instance-weighted TP and FN per class
     "Cityscapes' instance-weighted true positives and false negatives per class."
     C = n_classes
-    p, t, i = seg_labels(pred, target, C), _tensor(target, 'target'), _tensor(inst, 'inst')
+    p, t, i = seg_labels(pred, target, C), int_labels(to_tensor(target, 'target'), 'target'), int_labels(to_tensor(inst, 'inst'), 'inst')
     if tuple(i.shape) != tuple(t.shape): raise DataError(f"inst {tuple(i.shape)} and target {tuple(t.shape)} differ in shape")
     avg = np.asarray(avg_class_size, np.float64)
     if avg.shape != (C,): raise ValueError(f"avg_class_size has shape {avg.shape}, expected ({C},)")
@@ -205,38 +201,13 @@ def iiou_scores(cm, # (C, C+1) confusion matrix
     iiou = np.where(np.isnan(np.asarray(avg_class_size, np.float64)), np.nan, _div(ic[:, 0], ic[:, 0] + fp + ic[:, 1]))
     return dict(iiou=iiou, miiou=_nanmean(iiou))
 
-# %% ../../nbs/41_metrics.semantic.ipynb #3dca1424
-def unpadded_rows(learn, # the Learner; its `dl` is inspected
-                  bs:int, # size of the current batch
-                 ):
-    "Bool mask of the rows of the current batch that are real samples, for loaders that pad like fastai's `DistributedDL`; else None."
-    dl = getattr(learn, 'dl', None)
-    if not all(hasattr(dl, a) for a in ('i', 'n', 'n_padded', 'rank', 'world_size')): return None
-    start = dl.rank * dl.n_padded // dl.world_size + dl.i - bs
-    return torch.arange(start, start + bs) < dl.n
-
-# %% ../../nbs/41_metrics.semantic.ipynb #58ff1fde
-class SegScore(Metric):
-    "One score of a `SegMetrics` accumulator as a fastai metric (`cls`: one class of a per-class score)."
-    def __init__(self, counts, score, cls=None): store_attr()
-    def reset(self): self.counts.reset()
-    def accumulate(self, learn): self.counts.accumulate(learn)
-    @property
-    def value(self):
-        v = self.counts.scores()[self.score]
-        return v if self.cls is None else float(v[self.cls])
-    @property
-    def name(self):
-        if self.cls is None: return self.score
-        names = self.counts.class_names
-        return f"{self.score}_{names[self.cls] if names is not None else self.cls}"
-
-class SegMetrics:
+# %% ../../nbs/41_metrics.semantic.ipynb #319212b3
+class SegMetrics(CountsMetrics):
     "Confusion matrix (and Cityscapes instance counts) over an evaluation; iterate it for fastai metrics of `which` scores."
-    _all = ('miou', 'acc', 'macc', 'fwiou', 'miiou')
+    known = ('miou', 'acc', 'macc', 'fwiou', 'miiou', 'iou', 'class_acc', 'iiou')
     def __init__(self,
                  n_classes:int, # number of classes C
-                 which=('miou',), # scores to show: 'miou', 'acc', 'macc', 'fwiou', 'miiou'
+                 which=('miou',), # scores to show: 'miou', 'acc', 'macc', 'fwiou', 'miiou', or ('iou', class) pairs
                  ignore_index:int=IGNORE_INDEX, # ground-truth value that is not evaluated
                  avg_class_size=None, # (C,) average instance sizes: enables iIoU (`cityscapes_avg_class_size()`)
                  min_inst:int=1, # smallest instance id (1001 for raw Cityscapes instanceIds)
@@ -245,88 +216,60 @@ class SegMetrics:
                  class_names=None, # class names, for per-class metric names and tables
                 ):
         store_attr()
-        bad = [w for w in which if w not in self._all]
-        if bad: raise ValueError(f"unknown scores {bad}; known: {self._all}")
         if 'miiou' in which and avg_class_size is None: raise ValueError("iIoU needs avg_class_size (e.g. cityscapes_avg_class_size())")
-        self.reset()
+        self.needs = ('mask',) if avg_class_size is None else ('mask', 'inst')
+        super().__init__()
 
-    def reset(self):
-        "Forget all counts."
-        self.cm, self.icounts, self._last, self._reduced = None, None, (None, None), None
+    def zeros(self):
+        C = self.n_classes
+        return dict(cm=torch.zeros(C, C + 1, dtype=torch.int64), icounts=torch.zeros(C, 2, dtype=torch.float64))
 
     def update(self, pred, # logits or class map
                target, # ground-truth train ids
                inst=None, # instance ids (needed for iIoU)
               ):
         "Add one batch's counts."
+        target = int_labels(to_tensor(target, 'target'), 'target')
         pred = seg_labels(pred, target, self.n_classes)  # argmax once for both counts
-        cm = confusion_matrix(pred, target, self.n_classes, self.ignore_index)
-        self.cm = cm if self.cm is None else self.cm + cm
+        self.add(cm=confusion_matrix(pred, target, self.n_classes, self.ignore_index))
         if self.avg_class_size is not None:
-            if inst is None: raise DataError("iIoU needs the instance map (learn.yb[1] / the `inst` argument), but none was given")
-            ic = instance_counts(pred, target, inst, self.n_classes, self.avg_class_size, self.ignore_index, self.min_inst)
-            self.icounts = ic if self.icounts is None else self.icounts + ic
-        self._reduced = None
+            if inst is None: raise DataError("iIoU needs the instance map (the 'inst' target / the `inst` argument), but none was given")
+            self.add(icounts=instance_counts(pred, target, inst, self.n_classes, self.avg_class_size, self.ignore_index, self.min_inst))
 
-    def accumulate(self, learn):
-        "Add the counts of `learn`'s current batch (once per batch, however many `SegScore`s share this accumulator)."
-        if self._last[0] is learn.pred and self._last[1] is learn.yb: return
-        self._last = (learn.pred, learn.yb)
-        pred = learn.pred
-        if isinstance(pred, dict):
-            if self.key not in pred: raise DataError(f"model output has no {self.key!r} entry (keys: {list(pred)})")
-            pred = pred[self.key]
-        target, inst = learn.yb[0], (learn.yb[1] if len(learn.yb) > 1 else None)
-        keep = self.valid_fn(learn, len(target)) if self.valid_fn is not None else None
-        if keep is not None:
-            keep = keep.to(target.device)
-            pred, target, inst = pred[keep], target[keep], (None if inst is None else inst[keep])
-        self.update(pred.detach(), target, inst)
+    def count_batch(self, pred, ys): self.update(pred, ys['mask'], ys.get('inst'))
 
-    def counts(self):
-        "(confusion matrix, instance counts) summed over processes, on the CPU."
-        if self._reduced is None:
-            C = self.n_classes
-            cm = self.cm if self.cm is not None else torch.zeros(C, C + 1, dtype=torch.int64)
-            ic = self.icounts if self.icounts is not None else torch.zeros(C, 2, dtype=torch.float64)
-            self._reduced = (reduce_counts(cm).cpu(), reduce_counts(ic).cpu())
-        return self._reduced
-
-    def scores(self) -> dict:
+    def from_counts(self, cm, ic):
         "All scores: `seg_scores` plus iIoU when enabled."
-        cm, ic = self.counts()
         s = seg_scores(cm)
         if self.avg_class_size is not None: s.update(iiou_scores(cm, ic, self.avg_class_size))
         return s
 
-    def __iter__(self): return iter([SegScore(self, w) for w in self.which])
-
-# %% ../../nbs/41_metrics.semantic.ipynb #bb1aa539
-class MIoU(SegScore):
+# %% ../../nbs/41_metrics.semantic.ipynb #5e602c33
+class MIoU(Score):
     "fastai metric: mean IoU over the classes that occur or are predicted (cityscapesscripts' average)."
     def __init__(self, n_classes, **kwargs): super().__init__(SegMetrics(n_classes, **kwargs), 'miou')
 
-class PixelAccuracy(SegScore):
+class PixelAccuracy(Score):
     "fastai metric: fraction of evaluated pixels predicted right."
     def __init__(self, n_classes, **kwargs): super().__init__(SegMetrics(n_classes, **kwargs), 'acc')
 
-class MeanAccuracy(SegScore):
+class MeanAccuracy(Score):
     "fastai metric: per-class pixel accuracy averaged over the classes that occur."
     def __init__(self, n_classes, **kwargs): super().__init__(SegMetrics(n_classes, **kwargs), 'macc')
 
-class FWIoU(SegScore):
+class FWIoU(Score):
     "fastai metric: frequency-weighted IoU."
     def __init__(self, n_classes, **kwargs): super().__init__(SegMetrics(n_classes, **kwargs), 'fwiou')
 
-class IIoU(SegScore):
-    "fastai metric: Cityscapes instance-level IoU averaged over thing classes (needs the instance map as `yb[1]`)."
+class IIoU(Score):
+    "fastai metric: Cityscapes instance-level IoU averaged over thing classes (needs the instance map, target 'inst')."
     def __init__(self, n_classes=19, avg_class_size=None, **kwargs):
         if avg_class_size is None:
             if n_classes != CITYSCAPES.n_classes: raise ValueError(f"pass avg_class_size for {n_classes} classes (the default table is Cityscapes')")
             avg_class_size = cityscapes_avg_class_size()
         super().__init__(SegMetrics(n_classes, which=('miiou',), avg_class_size=avg_class_size, **kwargs), 'miiou')
 
-# %% ../../nbs/41_metrics.semantic.ipynb #4dd5522b
+# %% ../../nbs/41_metrics.semantic.ipynb #79c4fd48
 _CS_FRAME = re.compile(r'([A-Za-z-]+_\d{6}_\d{6})')
 
 def save_cityscapes_pred(pred, # logits (C,H,W) or class map (H,W) of train ids
@@ -342,7 +285,7 @@ def save_cityscapes_pred(pred, # logits (C,H,W) or class map (H,W) of train ids
     ids = spec.decode(lbl.cpu().numpy())
     return save_png(ids.astype(np.uint8), Path(out_dir)/f"{m.group(1)}_pred_labelIds.png")
 
-# %% ../../nbs/41_metrics.semantic.ipynb #ee89b880
+# %% ../../nbs/41_metrics.semantic.ipynb #fb4ae2b9
 def iou_table(scores:dict, # from `seg_scores` / `SegMetrics.scores` (optionally with 'iiou')
               class_names, # C class names
               digits:int=1, # decimals (scores are shown in %)
