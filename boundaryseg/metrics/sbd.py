@@ -4,27 +4,21 @@
 
 # %% auto #0
 __all__ = ['edge_thresholds', 'binary_thin', 'edge_nms', 'edge_counts', 'best_counts', 'edge_scores', 'SBDProtocol',
-           'sbd_protocol', 'SBDScore', 'SBDMetrics', 'sbd_table', 'plot_pr']
+           'sbd_protocol', 'SBDMetrics', 'sbd_table', 'plot_pr']
 
-# %% ../../nbs/43_metrics.sbd.ipynb #9a74e6ff
+# %% ../../nbs/43_metrics.sbd.ipynb #73d7625a
 from dataclasses import dataclass
 import numpy as np
 import torch
 import scipy.sparse as sp
 from scipy.sparse.csgraph import maximum_flow
 from fastcore.basics import store_attr
-from fastai.learner import Metric
-from ..core import DataError, reduce_counts
-from .semantic import unpadded_rows
+from ..core import DataError
+from .base import CountsMetrics, unpadded_rows, to_numpy
 from ..data.boundaries import eval_boundaries
 from ..data.transforms import resize_nearest
 
-# %% ../../nbs/43_metrics.sbd.ipynb #4d7007c4
-def _np(x, name, dtype=None):
-    if isinstance(x, torch.Tensor): x = x.detach().cpu().numpy()
-    if not isinstance(x, np.ndarray): raise DataError(f"{name}: expected a numpy array or a tensor, got {type(x).__name__}")
-    return x if dtype is None else x.astype(dtype, copy=False)
-
+# %% ../../nbs/43_metrics.sbd.ipynb #d356399a
 def edge_thresholds(n=99, # number of thresholds, or the thresholds themselves (increasing)
                    ) -> np.ndarray: # float64 (T,)
     "pyEdgeEval's thresholds: `n` evenly spaced values 1/(n+1) .. n/(n+1), or the given increasing values."
@@ -93,7 +87,7 @@ def binary_thin(x, # (...,H,W) binary maps (numpy or tensor)
     _thin_flat(flat, W + 2, (H + 2) * (W + 2), L, np.flatnonzero(flat))
     return X[:, 1:-1, 1:-1].reshape(x.shape)
 
-# %% ../../nbs/43_metrics.sbd.ipynb #f5a4cba3
+# %% ../../nbs/43_metrics.sbd.ipynb #3a45f666
 def _conv_tri(x, r):
     "Dollár's `convTri` over the last two axes with symmetric padding, summing taps in scipy's order."
     if r <= 1:
@@ -125,7 +119,7 @@ def edge_nms(pred, # (...,H,W) boundary strengths in [0,1]
              m:float=1.01, # multiplier for conservative suppression
             ) -> np.ndarray: # (...,H,W) float64, suppressed
     "Dollár's edge NMS (`edgesNmsMex`), bit-identical to pyEdgeEval's `fast_nms`."
-    p = _np(pred, 'pred', np.float64)
+    p = to_numpy(pred, 'pred', np.float64)
     if p.ndim < 2: raise DataError(f"pred: expected (...,H,W) maps, got shape {p.shape}")
     E = _conv_tri(p.reshape(-1, *p.shape[-2:]), 1)
     oy, ox = np.gradient(_conv_tri(E, 4), axis=(1, 2))
@@ -204,7 +198,7 @@ def _max_matching(A, rows):
     f = maximum_flow(G, s, t, method='dinic').flow.tocsr()[s]
     return rows[f.indices[f.data > 0]]
 
-# %% ../../nbs/43_metrics.sbd.ipynb #174416fe
+# %% ../../nbs/43_metrics.sbd.ipynb #8a778f10
 def _layers_thin(pred, uk, uy, ux, nthr, ths, chunk=1 << 24):
     "Thin every map {pred_k >= t_i}; return (threshold index, pixel index) of the pixels left."
     K, H, W = pred.shape
@@ -251,13 +245,17 @@ def edge_counts(pred, # (K,H,W) boundary probabilities in [0,1] of one image
                 skip_if_nonexistent:bool=False, # classes without GT pixels are not evaluated
                ) -> np.ndarray: # (K,T,4) int64: cntR, sumR, cntP, sumP per class and threshold
     "Per-class, per-threshold boundary match counts of one image (pyEdgeEval `evaluate_boundaries_threshold`)."
-    pred, gt = _np(pred, 'pred', np.float64), _np(gt, 'gt')
+    pred, gt = to_numpy(pred, 'pred', np.float64), to_numpy(gt, 'gt')
     if pred.ndim != 3: raise DataError(f"pred: expected (K,H,W) for one image, got {pred.shape}")
     if gt.shape != pred.shape: raise DataError(f"gt {gt.shape} and pred {pred.shape} differ (resize pred to the GT resolution)")
-    if pred.size and (np.isnan(pred).any() or pred.min() < 0 or pred.max() > 1):
-        raise DataError(f"pred: boundary probabilities must lie in [0,1] (got {np.nanmin(pred):.3g}..{np.nanmax(pred):.3g}); "
-                        "apply sigmoid to logits")
-    if gt.size and (gt.min() < 0 or gt.max() > 1): raise DataError(f"gt: expected binary boundary maps, got values {np.unique(gt)[:10]}")
+    if pred.size:
+        nan = np.isnan(pred)
+        if nan.any(): raise DataError(f"pred: boundary probabilities are NaN at {int(nan.sum())} pixels (classes {np.unique(np.nonzero(nan)[0])[:10].tolist()})")
+        if pred.min() < 0 or pred.max() > 1:
+            raise DataError(f"pred: boundary probabilities must lie in [0,1] (got {pred.min():.3g}..{pred.max():.3g}); apply sigmoid to logits")
+    if gt.dtype != bool:
+        soft = (gt != 0) & (gt != 1)
+        if soft.any(): raise DataError(f"gt: expected binary (0/1) boundary maps, got the values {np.unique(gt[soft])[:10].tolist()}")
     gt = gt.astype(bool)
     K, H, W = pred.shape
     ths = edge_thresholds(thresholds)
@@ -270,7 +268,7 @@ def edge_counts(pred, # (K,H,W) boundary probabilities in [0,1] of one image
     keep = np.ones_like(gt)
     if kill_internal:
         if seg is None: raise ValueError("kill_internal needs `seg` (the GT train ids)")
-        seg = _np(seg, 'seg')
+        seg = to_numpy(seg, 'seg')
         seg = seg[None] == np.arange(K)[:, None, None] if seg.ndim == 2 else seg.astype(bool)
         if seg.shape != gt.shape: raise DataError(f"seg {seg.shape} does not match gt {gt.shape}")
         far = ~_dilate(gt, _row_widths(r, lambda d2: np.sqrt(d2) <= r))  # the reference thresholds the EDT: sqrt(d2) > r
@@ -392,24 +390,16 @@ def sbd_protocol(name:str='cityscapes-thin', # one of 'cityscapes-thin', 'citysc
     if pre_seal: return SBDProtocol(g, scale, 0.02, thin, False, True, True, apply_nms)
     return SBDProtocol(g, scale, md, thin, instance_sensitive, not instance_sensitive, not instance_sensitive, apply_nms)
 
-# %% ../../nbs/43_metrics.sbd.ipynb #f9bd3eb6
-class SBDScore(Metric):
-    "One score of an `SBDMetrics` accumulator as a fastai metric ('mf_ods', 'mf_ois', 'map')."
-    def __init__(self, acc, score): store_attr()
-    def reset(self): self.acc.reset()
-    def accumulate(self, learn): self.acc.accumulate(learn)
-    @property
-    def value(self): return float(self.acc.scores()[self.score])
-    @property
-    def name(self): return self.score
-
-class SBDMetrics:
+# %% ../../nbs/43_metrics.sbd.ipynb #cbe77e26
+class SBDMetrics(CountsMetrics):
     "Boundary match counts over an evaluation (pyEdgeEval protocols); iterate it for fastai metrics of `which` scores."
+    known = ('mf_ods', 'mf_ois', 'map', 'ods_f', 'ois_f', 'ap')
+    plain_ok = False  # a plain output is a segmentation, not boundary logits
     def __init__(self,
                  n_classes:int, # K
                  protocol='cityscapes-thin', # a protocol name or an `SBDProtocol`
                  thresholds=99, # number of thresholds or the thresholds
-                 which=('mf_ods',), # scores shown as metrics: 'mf_ods', 'mf_ois', 'map'
+                 which=('mf_ods',), # scores shown as metrics: 'mf_ods', 'mf_ois', 'map', or ('ods_f', class) pairs
                  key:str='edge', # entry of the model's output dict with the (B,K,H,W) boundary logits
                  thing_ids=None, # classes whose instances bound each other (instance-sensitive GT); None: all
                  gt_kwargs=None, # more keyword arguments of `eval_boundaries` (ignore_index, void_index)
@@ -420,58 +410,42 @@ class SBDMetrics:
         store_attr()
         self.proto = sbd_protocol(protocol) if isinstance(protocol, str) else protocol
         self.ths = edge_thresholds(thresholds)
-        self.reset()
+        super().__init__()
 
-    def reset(self):
-        "Forget all counts."
+    def zeros(self):
         K, T = self.n_classes, len(self.ths)
-        self.total, self.ois, self.n_images = np.zeros((K, T, 4), np.int64), np.zeros((K, 4), np.int64), 0
-        self._last, self._reduced = (None, None), None
+        return dict(total=np.zeros((K, T, 4), np.int64), ois=np.zeros((K, 4), np.int64), n_images=np.zeros(1, np.int64))
 
     def update(self, pred, # (B,K,H,W) or (K,H,W) probabilities at the GT resolution
                gt, # (B,K,H,W) or (K,H,W) binary GT boundaries
                seg=None, # (B,H,W) / (H,W) train ids at the GT resolution (protocols with kill_internal)
               ):
         "Add the counts of one image or a batch."
-        pred, gt = _np(pred, 'pred'), _np(gt, 'gt')
+        pred, gt = to_numpy(pred, 'pred'), to_numpy(gt, 'gt')
+        seg = None if seg is None else to_numpy(seg, 'seg')
         if self.quantize: pred = np.round(pred.astype(np.float64) * 255) / 255
-        if pred.ndim == 3: pred, gt, seg = pred[None], gt[None], (None if seg is None else _np(seg, 'seg')[None])
+        if pred.ndim == 3: pred, gt, seg = pred[None], gt[None], (None if seg is None else seg[None])
+        for name, x in (('gt', gt), ('seg', seg)):
+            if x is not None and len(x) != len(pred): raise DataError(f"pred has {len(pred)} images but {name} has {len(x)}")
         if pred.shape[1] != self.n_classes: raise DataError(f"pred has {pred.shape[1]} classes, expected n_classes={self.n_classes}")
         for i in range(len(pred)):
             c = edge_counts(pred[i], gt[i], self.ths, seg=None if seg is None else seg[i], **self.proto.counts_kwargs())
-            self.total += c
-            self.ois += best_counts(c)
-            self.n_images += 1
-        self._reduced = None
+            self.add(total=c, ois=best_counts(c), n_images=1)
 
-    def accumulate(self, learn):
-        "Add `learn`'s current batch: sigmoid of the `edge` logits against the protocol's GT from the masks."
-        if self._last[0] is learn.pred and self._last[1] is learn.yb: return
-        self._last = (learn.pred, learn.yb)
-        if not isinstance(learn.pred, dict) or self.key not in learn.pred:
-            keys = list(learn.pred) if isinstance(learn.pred, dict) else type(learn.pred).__name__
-            raise DataError(f"model output has no {self.key!r} entry (got {keys}); SBD metrics need the boundary logits")
-        logits, mask = learn.pred[self.key].detach(), learn.yb[0]
-        inst = learn.yb[1] if len(learn.yb) > 1 and self.proto.instance_sensitive else None
-        keep = self.valid_fn(learn, len(mask)) if self.valid_fn is not None else None
-        if keep is not None:
-            keep = keep.to(mask.device)
-            logits, mask, inst = logits[keep], mask[keep], (None if inst is None else inst[keep])
+    def count_batch(self, logits, ys):
+        "Sigmoid of the `edge` logits against the protocol's GT made from the `mask` (and `inst`) targets."
+        mask = ys['mask']
+        inst = ys.get('inst') if self.proto.instance_sensitive else None
         gt = eval_boundaries(mask, self.n_classes, protocol=self.proto.gt_protocol, inst=inst, thing_ids=self.thing_ids,
                              scale=self.proto.scale, **(self.gt_kwargs or {}))
         hw = tuple(gt.shape[-2:])
         self.update(resize_nearest(torch.sigmoid(logits.float()), hw), gt, resize_nearest(mask, hw) if self.proto.kill_internal else None)
 
-    def counts(self):
-        "(summed counts (K,T,4), OIS counts (K,4)) over all processes."
-        if self._reduced is None: self._reduced = (reduce_counts(self.total), reduce_counts(self.ois))
-        return self._reduced
-
-    def scores(self) -> dict:
-        "`edge_scores` of the accumulated counts."
-        return edge_scores(*self.counts(), self.ths)
-
-    def __iter__(self): return iter([SBDScore(self, w) for w in self.which])
+    def from_counts(self, total, ois, n):
+        "`edge_scores` of the summed counts; NaN everywhere when no image was seen."
+        s = edge_scores(total, ois, self.ths)
+        if n.sum() == 0: s = {k: v if k == 'thresholds' else np.full(np.shape(v), np.nan) for k, v in s.items()}
+        return s
 
 # %% ../../nbs/43_metrics.sbd.ipynb #b31ce0c0
 def sbd_table(scores:dict, # from `edge_scores` / `SBDMetrics.scores`
