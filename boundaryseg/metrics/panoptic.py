@@ -4,27 +4,28 @@
 
 # %% auto #0
 __all__ = ['VOID', 'panoptic_categories', 'pq_stats', 'pq_scores', 'panoptic_quality', 'pq_from_files', 'sem_inst_to_panoptic',
-           'panoptic_semantic', 'PanopticScore', 'PanopticMetrics', 'panoptic_instances', 'coco_mask_ap']
+           'panoptic_semantic', 'PanopticMetrics', 'panoptic_instances', 'coco_mask_ap']
 
-# %% ../../nbs/44_metrics.panoptic.ipynb #00452150
+# %% ../../nbs/44_metrics.panoptic.ipynb #28a0ba21
 import contextlib, io, json
 from pathlib import Path
 import numpy as np
 import torch
 from fastcore.basics import store_attr
-from fastai.learner import Metric
-from ..core import IGNORE_INDEX, DataError, load_rgb_ids, read_json, rgb2id, id2rgb, reduce_counts
+from ..core import IGNORE_INDEX, DataError, load_rgb_ids, read_json, rgb2id, id2rgb
 from ..data.labels import LabelSpec
-from .semantic import confusion_matrix, seg_scores, unpadded_rows, _runs
+from .base import CountsMetrics, unpadded_rows, to_numpy, int_labels, check_ids
+from .semantic import confusion_matrix, seg_scores, _runs
 
 # %% ../../nbs/44_metrics.panoptic.ipynb #49fdd7e1
 VOID = 0
 
-# %% ../../nbs/44_metrics.panoptic.ipynb #dc0f65d2
+# %% ../../nbs/44_metrics.panoptic.ipynb #6dc434b2
 def _as_ids(pan, name):
     if isinstance(pan, torch.Tensor): pan = pan.cpu().numpy()
     pan = np.asarray(pan)
     if pan.ndim == 3: return rgb2id(pan)
+    pan = int_labels(pan, name)
     if pan.ndim != 2 or not np.issubdtype(pan.dtype, np.integer): raise DataError(f"{name}: expected an (H,W) integer id map or an (H,W,3) RGB map, got {pan.shape} {pan.dtype}")
     return pan
 
@@ -192,17 +193,16 @@ def pq_from_files(gt_json, # COCO panoptic ground-truth json (with `categories`)
         stats += pq_stats(gpan, ga['segments_info'], ppan, pa['segments_info'], gj['categories'], str(pred_folder/pa['file_name']))
     return pq_scores(stats, isthing, ids)
 
-# %% ../../nbs/44_metrics.panoptic.ipynb #6ffee5b4
-def _np(x): return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-def _dense_sem_inst(sem, inst, thing, ignore_index=IGNORE_INDEX, min_inst=1, no_inst='crowd'):
+# %% ../../nbs/44_metrics.panoptic.ipynb #951b47f8
+def _dense_sem_inst(sem, inst, thing, ignore_index=IGNORE_INDEX, min_inst=1, no_inst='crowd', name=''):
     "Dense segment map (0 = VOID), category index and crowd flag per segment from semantic + instance maps."
     if no_inst not in ('crowd', 'void'): raise ValueError(f"no_inst={no_inst!r}: expected 'crowd' or 'void'")
-    sem, inst, thing = _np(sem).astype(np.int64), _np(inst).astype(np.int64), np.asarray(thing, bool)
-    if sem.shape != inst.shape: raise DataError(f"semantic {sem.shape} and instance {inst.shape} maps differ in shape")
+    sn, iname = f"{name} semantic map".strip(), f"{name} instance map".strip()
+    sem, inst = (int_labels(to_numpy(x, n), n).astype(np.int64) for x, n in ((sem, sn), (inst, iname)))
+    thing = np.asarray(thing, bool)
+    if sem.shape != inst.shape: raise DataError(f"{sn} {sem.shape} and {iname} {inst.shape} differ in shape")
     C = len(thing)
-    bad = np.unique(sem[((sem < 0) | (sem >= C)) & (sem != ignore_index)])
-    if len(bad): raise DataError(f"semantic map: values {bad[:10].tolist()} are neither class ids 0..{C-1} nor ignore {ignore_index}")
+    check_ids(sem, sn, C, ignore_index)
     valid = sem != ignore_index
     th = np.zeros(max(C, ignore_index + 1), bool); th[:C] = thing
     th = th[np.where(valid, sem, C if C <= ignore_index else 0)] & valid
@@ -251,20 +251,11 @@ def panoptic_semantic(pan, # (H,W) segment ids or RGB map
     cat = _cat_index(np.array([s['category_id'] for s in segments_info], np.int64), ids, 'panoptic map')
     return np.append(ignore_index, cat)[dense]
 
-# %% ../../nbs/44_metrics.panoptic.ipynb #db7d63d7
-class PanopticScore(Metric):
-    "One score of a `PanopticMetrics` accumulator as a fastai metric."
-    def __init__(self, counts, score): store_attr()
-    def reset(self): self.counts.reset()
-    def accumulate(self, learn): self.counts.accumulate(learn)
-    @property
-    def value(self): return self.counts.scores()[self.score]
-    @property
-    def name(self): return self.score
-
-class PanopticMetrics:
+# %% ../../nbs/44_metrics.panoptic.ipynb #8ae91625
+class PanopticMetrics(CountsMetrics):
     "PQ counts and a confusion matrix over an evaluation; iterate it for fastai metrics of `which` scores."
-    _all = ('pq', 'sq', 'rq', 'pq_th', 'sq_th', 'rq_th', 'pq_st', 'sq_st', 'rq_st', 'pq_dagger', 'miou')
+    known = ('pq', 'sq', 'rq', 'pq_th', 'sq_th', 'rq_th', 'pq_st', 'sq_st', 'rq_st', 'pq_dagger', 'miou', 'iou')
+    needs = ('mask', 'inst')
     def __init__(self,
                  thing, # (C,) bool thing flags, or a LabelSpec
                  which=('pq',), # scores to show
@@ -277,14 +268,11 @@ class PanopticMetrics:
         if isinstance(thing, LabelSpec): thing = thing.thing
         self.thing = np.asarray(thing, bool)
         store_attr('which,ignore_index,min_inst,key,label_divisor,valid_fn')
-        bad = [w for w in which if w not in self._all]
-        if bad: raise ValueError(f"unknown scores {bad}; known: {self._all}")
-        self.reset()
+        super().__init__()
 
-    def reset(self):
-        "Forget all counts."
+    def zeros(self):
         C = len(self.thing)
-        self.stats, self.cm, self._last, self._reduced = np.zeros((C, 5)), torch.zeros(C, C + 1, dtype=torch.int64), (None, None), None
+        return dict(stats=np.zeros((C, 5)), cm=torch.zeros(C, C + 1, dtype=torch.int64))
 
     def update(self, pred_sem, # (B,H,W) or (H,W) predicted train ids
                pred_inst, # predicted instance ids (0 = none)
@@ -292,50 +280,28 @@ class PanopticMetrics:
                gt_inst, # ground-truth instance ids
               ):
         "Add the counts of a batch of images."
-        ps, pi, gs, gi = (_np(x) for x in (pred_sem, pred_inst, gt_sem, gt_inst))
+        ps, pi, gs, gi = (to_numpy(x, n) for x, n in zip((pred_sem, pred_inst, gt_sem, gt_inst), ('pred_sem', 'pred_inst', 'gt_sem', 'gt_inst')))
         if ps.ndim == 2: ps, pi, gs, gi = ps[None], pi[None], gs[None], gi[None]
         if not (ps.shape == pi.shape == gs.shape == gi.shape): raise DataError(f"shapes differ: pred {ps.shape}/{pi.shape}, gt {gs.shape}/{gi.shape}")
         C = len(self.thing)
         for b in range(len(ps)):
-            g, gcat, gcrowd = _dense_sem_inst(gs[b], gi[b], self.thing, self.ignore_index, self.min_inst, 'crowd')
-            p, pcat, _ = _dense_sem_inst(ps[b], pi[b], self.thing, self.ignore_index, 1, 'void')
-            self.stats += _pq_dense(g * (len(pcat) + 1) + p, gcat, gcrowd, pcat, C, f'image {b} of the batch')
-            self.cm += confusion_matrix(np.append(self.ignore_index, pcat)[p], gs[b], C, self.ignore_index)
-        self._reduced = None
+            g, gcat, gcrowd = _dense_sem_inst(gs[b], gi[b], self.thing, self.ignore_index, self.min_inst, 'crowd', name='ground truth')
+            p, pcat, _ = _dense_sem_inst(ps[b], pi[b], self.thing, self.ignore_index, 1, 'void', name='prediction')
+            self.add(stats=_pq_dense(g * (len(pcat) + 1) + p, gcat, gcrowd, pcat, C, f'image {b} of the batch'),
+                     cm=confusion_matrix(np.append(self.ignore_index, pcat)[p], gs[b], C, self.ignore_index))
 
-    def accumulate(self, learn):
-        "Add the counts of `learn`'s current batch (once per batch)."
-        if self._last[0] is learn.pred and self._last[1] is learn.yb: return
-        self._last = (learn.pred, learn.yb)
-        pred = learn.pred
-        if isinstance(pred, dict):
-            if self.key not in pred: raise DataError(f"model output has no {self.key!r} entry (keys: {list(pred)})")
-            pred = pred[self.key]
-        if isinstance(pred, (tuple, list)): sem, inst = pred
-        else: sem, inst = pred // self.label_divisor, pred % self.label_divisor
-        if len(learn.yb) < 2: raise DataError("panoptic metrics need the instance map as learn.yb[1]")
-        gs, gi = learn.yb[0], learn.yb[1]
-        keep = self.valid_fn(learn, len(gs)) if self.valid_fn is not None else None
-        if keep is not None:
-            keep = keep.to(gs.device)
-            sem, inst, gs, gi = sem[keep], inst[keep], gs[keep], gi[keep]
-        self.update(sem, inst, gs, gi)
+    def count_batch(self, pred, ys):
+        "A `(sem, inst)` pair or a `class * label_divisor + instance` map against the `mask` and `inst` targets."
+        sem, inst = pred if isinstance(pred, (tuple, list)) else (pred // self.label_divisor, pred % self.label_divisor)
+        self.update(sem, inst, ys['mask'], ys['inst'])
 
-    def counts(self):
-        "(PQ counts (C,5), confusion matrix) summed over processes."
-        if self._reduced is None: self._reduced = (reduce_counts(torch.from_numpy(self.stats)).numpy(), reduce_counts(self.cm).cpu())
-        return self._reduced
-
-    def scores(self) -> dict:
+    def from_counts(self, stats, cm):
         "All scores, flat (`pq`, `pq_th`, ..., `miou`; `n`, `n_th`, `n_st` classes averaged), plus `per_class` and `iou`."
-        stats, cm = self.counts()
         r = pq_scores(stats, self.thing)
         out = {f"{k}{sfx}": r[part][k] for part, sfx in (('All', ''), ('Things', '_th'), ('Stuff', '_st')) for k in ('pq', 'sq', 'rq', 'n')}
         s = seg_scores(cm)
         out.update(pq_dagger=r['All']['pq_dagger'], miou=s['miou'], iou=s['iou'], per_class=r['per_class'])
         return out
-
-    def __iter__(self): return iter([PanopticScore(self, w) for w in self.which])
 
 # %% ../../nbs/44_metrics.panoptic.ipynb #8f2ee33c
 def panoptic_instances(pan, # (H,W) segment ids or RGB map
