@@ -31,7 +31,7 @@ def to_numpy(x, # tensor or numpy array
     if not isinstance(x, np.ndarray): raise DataError(f"{name}: expected a numpy array or a tensor, got {type(x).__name__}")
     return x if dtype is None else x.astype(dtype, copy=False)
 
-# %% ../../nbs/40_metrics.base.ipynb #ab4ffdf7
+# %% ../../nbs/40_metrics.base.ipynb #ecda7ea2
 def int_labels(x, # label map: tensor or numpy array
                name:str, # argument name, for the error message
               ):
@@ -45,7 +45,7 @@ def int_labels(x, # label map: tensor or numpy array
         if not np.issubdtype(x.dtype, np.floating): return x
         bad = ~np.isfinite(x) | (x != np.round(x))
         vals = lambda: np.unique(x[bad])[:10].tolist()
-    if bad.any(): raise DataError(f"{name}: a label map holds integer ids, got the {x.dtype} values {vals()}")
+    if bad.any(): raise DataError(f"{name}: a label map holds integer ids, got the {str(x.dtype).removeprefix('torch.')} values {vals()}")
     return x.long() if isinstance(x, torch.Tensor) else x.astype(np.int64)
 
 # %% ../../nbs/40_metrics.base.ipynb #87f86346

@@ -198,7 +198,7 @@ def _max_matching(A, rows):
     f = maximum_flow(G, s, t, method='dinic').flow.tocsr()[s]
     return rows[f.indices[f.data > 0]]
 
-# %% ../../nbs/43_metrics.sbd.ipynb #8a778f10
+# %% ../../nbs/43_metrics.sbd.ipynb #cd5268df
 def _layers_thin(pred, uk, uy, ux, nthr, ths, chunk=1 << 24):
     "Thin every map {pred_k >= t_i}; return (threshold index, pixel index) of the pixels left."
     K, H, W = pred.shape
@@ -250,7 +250,7 @@ def edge_counts(pred, # (K,H,W) boundary probabilities in [0,1] of one image
     if gt.shape != pred.shape: raise DataError(f"gt {gt.shape} and pred {pred.shape} differ (resize pred to the GT resolution)")
     if pred.size:
         nan = np.isnan(pred)
-        if nan.any(): raise DataError(f"pred: boundary probabilities are NaN at {int(nan.sum())} pixels (classes {np.unique(np.nonzero(nan)[0])[:10].tolist()})")
+        if nan.any(): raise DataError(f"pred: boundary probabilities are NaN at {int(nan.sum())} of {nan.size} values (classes {np.unique(np.nonzero(nan)[0])[:10].tolist()})")
         if pred.min() < 0 or pred.max() > 1:
             raise DataError(f"pred: boundary probabilities must lie in [0,1] (got {pred.min():.3g}..{pred.max():.3g}); apply sigmoid to logits")
     if gt.dtype != bool:

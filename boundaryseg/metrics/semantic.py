@@ -17,7 +17,7 @@ from ..core import IGNORE_INDEX, DataError, save_png
 from ..data.labels import CITYSCAPES
 from .base import CountsMetrics, Score, unpadded_rows, to_tensor, int_labels
 
-# %% ../../nbs/41_metrics.semantic.ipynb #42ed34c6
+# %% ../../nbs/41_metrics.semantic.ipynb #ee962811
 def seg_labels(pred, # logits (...,C,H,W) floating point, or a class map (...,H,W) integer
                target=None, # ground truth (...,H,W) whose shape the labels must have
                n_classes=None, # number of classes, checked against the logits' channel axis
@@ -32,7 +32,7 @@ def seg_labels(pred, # logits (...,C,H,W) floating point, or a class map (...,H,
         if n_classes is not None and pred.shape[-3] != n_classes:
             raise DataError(f"pred: logits have {pred.shape[-3]} classes (axis -3) but n_classes={n_classes}")
         v, pred = pred.max(-3)
-        if torch.isnan(v).any(): raise DataError(f"pred: the logits hold NaN at {int(torch.isnan(v).sum())} pixels")
+        if torch.isnan(v).any(): raise DataError(f"pred: the logits are NaN at {int(torch.isnan(v).sum())} of {v.numel()} pixels")
     if tshape is not None and tuple(pred.shape) != tshape:
         raise DataError(f"pred {tuple(pred.shape)} and target {tshape} differ in shape (predictions must be at the target's resolution)")
     return pred
