@@ -1,7 +1,8 @@
-"""Shared test helpers: the one runner of the reference evaluators (tests/ref/*.py in .venv-ref), and runs over
-two processes joined by gloo. Test files import them: `from conftest import ref_run, run_gloo`."""
+"""Shared test helpers: the one runner of the reference evaluators (tests/ref/*.py in .venv-ref), runs over
+processes joined by gloo, and metric views fed as fastai feeds them. Test files import them: `from conftest import ref_run`."""
 import json, os, socket, subprocess
 from pathlib import Path
+from types import SimpleNamespace
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -45,3 +46,16 @@ def run_gloo(fn, # fn(rank, world, *args), a module-level function (the processe
             ):
     "Run `fn` in `world` CPU processes joined by a gloo process group on a free local port; wait for all of them."
     mp.spawn(_gloo_main, args=(world, _free_port(), fn, args), nprocs=world, join=True)
+
+
+def feed_views(acc, # a metrics accumulator (`metrics.base.CountsMetrics`)
+               key:str, # the model output entry its prediction sits in
+               batches, # (pred, *targets) tuples
+              ) -> list: # the views' values
+    "Feed `batches` to every view of `acc` as fastai's Recorder does (reset all, then each view accumulates each batch)."
+    views = list(acc)
+    for v in views: v.reset()
+    for pred, *yb in batches:
+        learn = SimpleNamespace(pred={key: pred}, yb=tuple(yb), dl=None)
+        for v in views: v.accumulate(learn)
+    return [v.value for v in views]

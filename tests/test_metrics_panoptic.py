@@ -9,7 +9,7 @@ from boundaryseg.core import load_ids, load_rgb_ids, fixtures_path, save_png, rg
 from boundaryseg.data.labels import CITYSCAPES
 from boundaryseg.metrics.panoptic import (PanopticMetrics, pq_stats, pq_scores, pq_from_files, panoptic_quality,
                                           sem_inst_to_panoptic, panoptic_instances, coco_mask_ap, panoptic_categories)
-from conftest import ref_run, run_gloo
+from conftest import ref_run, run_gloo, feed_views
 
 FX = fixtures_path()
 COCO = FX/'coco_panoptic'/'sample_data'
@@ -263,14 +263,8 @@ def test_coco_mask_ap():
 
 # ---------------------------------------------------------------- distributed
 def _worker(rank, world, shards, out):
-    from types import SimpleNamespace
     pm = PanopticMetrics(THING, which=('pq', 'pq_dagger', 'miou'))
-    mets = list(pm)
-    for m in mets: m.reset()
-    for pred, gs, gi in shards[rank]:
-        learn = SimpleNamespace(pred={'panoptic': pred}, yb=(gs, gi), dl=None)
-        for m in mets: m.accumulate(learn)
-    torch.save({'values': [m.value for m in mets], 'stats': pm.counts()[0]}, f'{out}/{rank}.pt')
+    torch.save({'values': feed_views(pm, 'panoptic', shards[rank]), 'stats': pm.counts()[0]}, f'{out}/{rank}.pt')
 
 
 def test_two_process_gloo_equals_one_process(tmp_path):

@@ -8,7 +8,7 @@ from boundaryseg.core import load_ids, fixtures_path, save_png
 from boundaryseg.data.labels import CITYSCAPES
 from boundaryseg.metrics.semantic import (SegMetrics, MIoU, confusion_matrix, seg_scores, instance_counts, iiou_scores,
                                           cityscapes_avg_class_size, save_cityscapes_pred)
-from conftest import ref_run, run_gloo
+from conftest import ref_run, run_gloo, feed_views
 
 FX = fixtures_path()
 FRAME = 'frankfurt_000000_000294'
@@ -161,14 +161,8 @@ def test_iiou_perfect_and_bounds():
 
 # ---------------------------------------------------------------- distributed
 def _worker(rank, world, shards, out):
-    from types import SimpleNamespace
     sm = SegMetrics(5, which=('miou', 'miiou'), avg_class_size=[np.nan, 7., np.nan, 3., np.nan])
-    mets = list(sm)
-    for m in mets: m.reset()
-    for logits, mask, inst in shards[rank]:
-        learn = SimpleNamespace(pred={'seg': logits}, yb=(mask, inst), dl=None)
-        for m in mets: m.accumulate(learn)
-    torch.save({'values': [m.value for m in mets], 'cm': sm.counts()[0]}, f'{out}/{rank}.pt')
+    torch.save({'values': feed_views(sm, 'seg', shards[rank]), 'cm': sm.counts()[0]}, f'{out}/{rank}.pt')
 
 
 def test_two_process_gloo_equals_one_process(tmp_path):
