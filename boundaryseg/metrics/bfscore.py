@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['seg2bmap', 'bound_pixels', 'nearest_d2', 'bf_counts', 'bf_scores', 'BFScores']
 
-# %% ../../nbs/42_metrics.bfscore.ipynb #4563308e
+# %% ../../nbs/42_metrics.bfscore.ipynb #981922a7
 import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fastcore.basics import store_attr
+from fastcore.basics import store_attr, patch
 from ..core import IGNORE_INDEX
 from .base import CountsMetrics, unpadded_rows, to_tensor, int_labels, check_ids
 from .semantic import seg_labels
@@ -127,7 +127,7 @@ def bf_scores(c, # (...,4) counts from `bf_counts` (per image) or pooled
     R = torch.where(ng > 0, torch.where(nm > 0, gm / ng.clamp(min=1), 0.0), 1.0)
     return P, R, torch.where(P + R > 0, 2 * P * R / (P + R).clamp(min=1e-300), 0.0)
 
-# %% ../../nbs/42_metrics.bfscore.ipynb #a194688e
+# %% ../../nbs/42_metrics.bfscore.ipynb #9bdacd5d
 class BFScores(CountsMetrics):
     "Boundary F-score sums per tolerance and class over an evaluation; iterate it for one fastai metric per tolerance."
     def __init__(self,
@@ -142,29 +142,37 @@ class BFScores(CountsMetrics):
         super().__init__()
 
     def zeros(self):
+        "Per-image F sums `fsum` (D,C), `n_images` and pooled boundary counts `pooled` (D,C,4), at zero."
         D, C = len(self.tols), self.n_classes
         return dict(fsum=torch.zeros(D, C, dtype=torch.float64), n_images=torch.zeros(1, dtype=torch.float64),
                     pooled=torch.zeros(D, C, 4, dtype=torch.int64))
 
-    def update(self, pred, # logits (B,C,H,W) or class map (B,H,W)
-               target, # (B,H,W) train ids
-              ):
-        "Add a batch: per-image F sums (pairs absent from both maps add F = 1) and pooled counts."
-        c = bf_counts(pred, target, self.n_classes, self.tols, self.ignore_index).cpu()
-        self.add(fsum=bf_scores(c)[2].sum(1), n_images=c.shape[1], pooled=c.sum(1))
+# %% ../../nbs/42_metrics.bfscore.ipynb #2febcdf2
+@patch
+def update(self:BFScores, pred, # logits (B,C,H,W) or class map (B,H,W)
+           target, # (B,H,W) train ids
+          ):
+    "Add a batch: per-image F sums (pairs absent from both maps add F = 1) and pooled counts."
+    c = bf_counts(pred, target, self.n_classes, self.tols, self.ignore_index).cpu()
+    self.add(fsum=bf_scores(c)[2].sum(1), n_images=c.shape[1], pooled=c.sum(1))
 
-    def count_batch(self, pred, ys): self.update(pred, ys['mask'])
+@patch
+def count_batch(self:BFScores, pred, ys):
+    "The logits against the `mask` target."
+    self.update(pred, ys['mask'])
 
-    def from_counts(self, fsum, n, pooled):
-        "'f_class' (D,C) and 'f' (D,): Gated-SCNN's per-image means; 'p/r/f_pooled_class', 'f_pooled' from pooled counts."
-        fc = fsum / n  # NaN when no image was seen
-        P, R, Fp = bf_scores(pooled)
-        some = pooled[..., 1] + pooled[..., 3] > 0  # pooled: classes with a boundary somewhere
-        fpool = torch.where(some, Fp, torch.nan)
-        return dict(f_class=fc, f=fc.mean(1), p_pooled_class=P, r_pooled_class=R, f_pooled_class=fpool,
-                    f_pooled=fpool.nanmean(1), tols=list(self.tols))
+@patch
+def from_counts(self:BFScores, fsum, n, pooled):
+    "'f_class' (D,C) and 'f' (D,): Gated-SCNN's per-image means; 'p/r/f_pooled_class', 'f_pooled' from pooled counts."
+    fc = fsum / n  # NaN when no image was seen
+    P, R, Fp = bf_scores(pooled)
+    some = pooled[..., 1] + pooled[..., 3] > 0  # pooled: classes with a boundary somewhere
+    fpool = torch.where(some, Fp, torch.nan)
+    return dict(f_class=fc, f=fc.mean(1), p_pooled_class=P, r_pooled_class=R, f_pooled_class=fpool,
+                f_pooled=fpool.nanmean(1), tols=list(self.tols))
 
-    def score_name(self, score, idx=None):
-        "Name of the view of tolerance `idx`: `bf_3px`, or `bf_<fraction>`."
-        t = self.tols[idx]
-        return f"bf_{t}px" if t >= 1 else f"bf_{t}"
+@patch
+def score_name(self:BFScores, score, idx=None):
+    "Name of the view of tolerance `idx`: `bf_3px`, or `bf_<fraction>`."
+    t = self.tols[idx]
+    return f"bf_{t}px" if t >= 1 else f"bf_{t}"

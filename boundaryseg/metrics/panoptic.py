@@ -6,12 +6,12 @@
 __all__ = ['VOID', 'panoptic_categories', 'pq_stats', 'pq_scores', 'panoptic_quality', 'pq_from_files', 'sem_inst_to_panoptic',
            'panoptic_semantic', 'PanopticMetrics', 'panoptic_instances', 'coco_mask_ap']
 
-# %% ../../nbs/44_metrics.panoptic.ipynb #28a0ba21
+# %% ../../nbs/44_metrics.panoptic.ipynb #abf59f51
 import contextlib, io, json
 from pathlib import Path
 import numpy as np
 import torch
-from fastcore.basics import store_attr
+from fastcore.basics import store_attr, patch
 from ..core import IGNORE_INDEX, DataError, load_rgb_ids, read_json, rgb2id, id2rgb
 from ..data.labels import LabelSpec
 from .base import CountsMetrics, unpadded_rows, to_numpy, int_labels, check_ids
@@ -251,7 +251,7 @@ def panoptic_semantic(pan, # (H,W) segment ids or RGB map
     cat = _cat_index(np.array([s['category_id'] for s in segments_info], np.int64), ids, 'panoptic map')
     return np.append(ignore_index, cat)[dense]
 
-# %% ../../nbs/44_metrics.panoptic.ipynb #8ae91625
+# %% ../../nbs/44_metrics.panoptic.ipynb #910d8de7
 class PanopticMetrics(CountsMetrics):
     "PQ counts and a confusion matrix over an evaluation; iterate it for fastai metrics of `which` scores."
     known = ('pq', 'sq', 'rq', 'pq_th', 'sq_th', 'rq_th', 'pq_st', 'sq_st', 'rq_st', 'pq_dagger', 'miou', 'iou')
@@ -271,39 +271,44 @@ class PanopticMetrics(CountsMetrics):
         super().__init__()
 
     def zeros(self):
+        "PQ counts `stats` (C,5) and the semantic confusion matrix `cm` (C,C+1), at zero."
         C = len(self.thing)
         return dict(stats=np.zeros((C, 5)), cm=torch.zeros(C, C + 1, dtype=torch.int64))
 
-    def update(self, pred_sem, # (B,H,W) or (H,W) predicted train ids
-               pred_inst, # predicted instance ids (0 = none)
-               gt_sem, # ground-truth train ids
-               gt_inst, # ground-truth instance ids
-              ):
-        "Add the counts of a batch of images."
-        ps, pi, gs, gi = (to_numpy(x, n) for x, n in zip((pred_sem, pred_inst, gt_sem, gt_inst), ('pred_sem', 'pred_inst', 'gt_sem', 'gt_inst')))
-        if ps.ndim == 2: ps, pi, gs, gi = ps[None], pi[None], gs[None], gi[None]
-        if not (ps.shape == pi.shape == gs.shape == gi.shape): raise DataError(f"shapes differ: pred {ps.shape}/{pi.shape}, gt {gs.shape}/{gi.shape}")
-        C = len(self.thing)
-        for b in range(len(ps)):
-            g, gcat, gcrowd = _dense_sem_inst(gs[b], gi[b], self.thing, self.ignore_index, self.min_inst, 'crowd', name='ground truth')
-            p, pcat, _ = _dense_sem_inst(ps[b], pi[b], self.thing, self.ignore_index, 1, 'void', name='prediction')
-            self.add(stats=_pq_dense(g * (len(pcat) + 1) + p, gcat, gcrowd, pcat, C, f'image {b} of the batch'),
-                     cm=confusion_matrix(np.append(self.ignore_index, pcat)[p], gs[b], C, self.ignore_index))
+# %% ../../nbs/44_metrics.panoptic.ipynb #ecf623ce
+@patch
+def update(self:PanopticMetrics, pred_sem, # (B,H,W) or (H,W) predicted train ids
+           pred_inst, # predicted instance ids (0 = none)
+           gt_sem, # ground-truth train ids
+           gt_inst, # ground-truth instance ids
+          ):
+    "Add the counts of a batch of images."
+    ps, pi, gs, gi = (to_numpy(x, n) for x, n in zip((pred_sem, pred_inst, gt_sem, gt_inst), ('pred_sem', 'pred_inst', 'gt_sem', 'gt_inst')))
+    if ps.ndim == 2: ps, pi, gs, gi = ps[None], pi[None], gs[None], gi[None]
+    if not (ps.shape == pi.shape == gs.shape == gi.shape): raise DataError(f"shapes differ: pred {ps.shape}/{pi.shape}, gt {gs.shape}/{gi.shape}")
+    C = len(self.thing)
+    for b in range(len(ps)):
+        g, gcat, gcrowd = _dense_sem_inst(gs[b], gi[b], self.thing, self.ignore_index, self.min_inst, 'crowd', name='ground truth')
+        p, pcat, _ = _dense_sem_inst(ps[b], pi[b], self.thing, self.ignore_index, 1, 'void', name='prediction')
+        self.add(stats=_pq_dense(g * (len(pcat) + 1) + p, gcat, gcrowd, pcat, C, f'image {b} of the batch'),
+                 cm=confusion_matrix(np.append(self.ignore_index, pcat)[p], gs[b], C, self.ignore_index))
 
-    def count_batch(self, pred, ys):
-        "A `(sem, inst)` pair or a `class * label_divisor + instance` map against the `mask` and `inst` targets."
-        sem, inst = pred if isinstance(pred, (tuple, list)) else (pred // self.label_divisor, pred % self.label_divisor)
-        self.update(sem, inst, ys['mask'], ys['inst'])
+@patch
+def count_batch(self:PanopticMetrics, pred, ys):
+    "A `(sem, inst)` pair or a `class * label_divisor + instance` map against the `mask` and `inst` targets."
+    sem, inst = pred if isinstance(pred, (tuple, list)) else (pred // self.label_divisor, pred % self.label_divisor)
+    self.update(sem, inst, ys['mask'], ys['inst'])
 
-    def from_counts(self, stats, cm):
-        "All scores, flat (`pq`, `pq_th`, ..., `miou`; `n`, `n_th`, `n_st` classes averaged), plus `per_class` and `iou`."
-        r = pq_scores(stats, self.thing)
-        out = {f"{k}{sfx}": r[part][k] for part, sfx in (('All', ''), ('Things', '_th'), ('Stuff', '_st')) for k in ('pq', 'sq', 'rq', 'n')}
-        s = seg_scores(cm)
-        out.update(pq_dagger=r['All']['pq_dagger'], miou=s['miou'], iou=s['iou'], per_class=r['per_class'])
-        return out
+@patch
+def from_counts(self:PanopticMetrics, stats, cm):
+    "All scores, flat (`pq`, `pq_th`, ..., `miou`; `n`, `n_th`, `n_st` classes averaged), plus `per_class` and `iou`."
+    r = pq_scores(stats, self.thing)
+    out = {f"{k}{sfx}": r[part][k] for part, sfx in (('All', ''), ('Things', '_th'), ('Stuff', '_st')) for k in ('pq', 'sq', 'rq', 'n')}
+    s = seg_scores(cm)
+    out.update(pq_dagger=r['All']['pq_dagger'], miou=s['miou'], iou=s['iou'], per_class=r['per_class'])
+    return out
 
-# %% ../../nbs/44_metrics.panoptic.ipynb #8f2ee33c
+# %% ../../nbs/44_metrics.panoptic.ipynb #59109209
 def panoptic_instances(pan, # (H,W) segment ids or RGB map
                        segments_info, # segments with id, category_id (and optional score)
                        categories, # LabelSpec or COCO category dicts

@@ -6,13 +6,13 @@
 __all__ = ['edge_thresholds', 'binary_thin', 'edge_nms', 'edge_counts', 'best_counts', 'edge_scores', 'SBDProtocol',
            'sbd_protocol', 'SBDMetrics', 'sbd_table', 'plot_pr']
 
-# %% ../../nbs/43_metrics.sbd.ipynb #73d7625a
+# %% ../../nbs/43_metrics.sbd.ipynb #b15ce1a9
 from dataclasses import dataclass
 import numpy as np
 import torch
 import scipy.sparse as sp
 from scipy.sparse.csgraph import maximum_flow
-from fastcore.basics import store_attr
+from fastcore.basics import store_attr, patch
 from ..core import DataError
 from .base import CountsMetrics, unpadded_rows, to_numpy
 from ..data.boundaries import eval_boundaries
@@ -390,7 +390,7 @@ def sbd_protocol(name:str='cityscapes-thin', # one of 'cityscapes-thin', 'citysc
     if pre_seal: return SBDProtocol(g, scale, 0.02, thin, False, True, True, apply_nms)
     return SBDProtocol(g, scale, md, thin, instance_sensitive, not instance_sensitive, not instance_sensitive, apply_nms)
 
-# %% ../../nbs/43_metrics.sbd.ipynb #cbe77e26
+# %% ../../nbs/43_metrics.sbd.ipynb #31d01fb0
 class SBDMetrics(CountsMetrics):
     "Boundary match counts over an evaluation (pyEdgeEval protocols); iterate it for fastai metrics of `which` scores."
     known = ('mf_ods', 'mf_ois', 'map', 'ods_f', 'ois_f', 'ap')
@@ -413,41 +413,46 @@ class SBDMetrics(CountsMetrics):
         super().__init__()
 
     def zeros(self):
+        "Counts summed over images `total` (K,T,4), OIS counts `ois` (K,4) and `n_images`, at zero."
         K, T = self.n_classes, len(self.ths)
         return dict(total=np.zeros((K, T, 4), np.int64), ois=np.zeros((K, 4), np.int64), n_images=np.zeros(1, np.int64))
 
-    def update(self, pred, # (B,K,H,W) or (K,H,W) probabilities at the GT resolution
-               gt, # (B,K,H,W) or (K,H,W) binary GT boundaries
-               seg=None, # (B,H,W) / (H,W) train ids at the GT resolution (protocols with kill_internal)
-              ):
-        "Add the counts of one image or a batch."
-        pred, gt = to_numpy(pred, 'pred'), to_numpy(gt, 'gt')
-        seg = None if seg is None else to_numpy(seg, 'seg')
-        if self.quantize: pred = np.round(pred.astype(np.float64) * 255) / 255
-        if pred.ndim == 3: pred, gt, seg = pred[None], gt[None], (None if seg is None else seg[None])
-        for name, x in (('gt', gt), ('seg', seg)):
-            if x is not None and len(x) != len(pred): raise DataError(f"pred has {len(pred)} images but {name} has {len(x)}")
-        if pred.shape[1] != self.n_classes: raise DataError(f"pred has {pred.shape[1]} classes, expected n_classes={self.n_classes}")
-        for i in range(len(pred)):
-            c = edge_counts(pred[i], gt[i], self.ths, seg=None if seg is None else seg[i], **self.proto.counts_kwargs())
-            self.add(total=c, ois=best_counts(c), n_images=1)
+# %% ../../nbs/43_metrics.sbd.ipynb #a89be0b7
+@patch
+def update(self:SBDMetrics, pred, # (B,K,H,W) or (K,H,W) probabilities at the GT resolution
+           gt, # (B,K,H,W) or (K,H,W) binary GT boundaries
+           seg=None, # (B,H,W) / (H,W) train ids at the GT resolution (protocols with kill_internal)
+          ):
+    "Add the counts of one image or a batch."
+    pred, gt = to_numpy(pred, 'pred'), to_numpy(gt, 'gt')
+    seg = None if seg is None else to_numpy(seg, 'seg')
+    if self.quantize: pred = np.round(pred.astype(np.float64) * 255) / 255
+    if pred.ndim == 3: pred, gt, seg = pred[None], gt[None], (None if seg is None else seg[None])
+    for name, x in (('gt', gt), ('seg', seg)):
+        if x is not None and len(x) != len(pred): raise DataError(f"pred has {len(pred)} images but {name} has {len(x)}")
+    if pred.shape[1] != self.n_classes: raise DataError(f"pred has {pred.shape[1]} classes, expected n_classes={self.n_classes}")
+    for i in range(len(pred)):
+        c = edge_counts(pred[i], gt[i], self.ths, seg=None if seg is None else seg[i], **self.proto.counts_kwargs())
+        self.add(total=c, ois=best_counts(c), n_images=1)
 
-    def count_batch(self, logits, ys):
-        "Sigmoid of the `edge` logits against the protocol's GT made from the `mask` (and `inst`) targets."
-        mask = ys['mask']
-        inst = ys.get('inst') if self.proto.instance_sensitive else None
-        gt = eval_boundaries(mask, self.n_classes, protocol=self.proto.gt_protocol, inst=inst, thing_ids=self.thing_ids,
-                             scale=self.proto.scale, **(self.gt_kwargs or {}))
-        hw = tuple(gt.shape[-2:])
-        self.update(resize_nearest(torch.sigmoid(logits.float()), hw), gt, resize_nearest(mask, hw) if self.proto.kill_internal else None)
+@patch
+def count_batch(self:SBDMetrics, logits, ys):
+    "Sigmoid of the `edge` logits against the protocol's GT made from the `mask` (and `inst`) targets."
+    mask = ys['mask']
+    inst = ys.get('inst') if self.proto.instance_sensitive else None
+    gt = eval_boundaries(mask, self.n_classes, protocol=self.proto.gt_protocol, inst=inst, thing_ids=self.thing_ids,
+                         scale=self.proto.scale, **(self.gt_kwargs or {}))
+    hw = tuple(gt.shape[-2:])
+    self.update(resize_nearest(torch.sigmoid(logits.float()), hw), gt, resize_nearest(mask, hw) if self.proto.kill_internal else None)
 
-    def from_counts(self, total, ois, n):
-        "`edge_scores` of the summed counts; NaN everywhere when no image was seen."
-        s = edge_scores(total, ois, self.ths)
-        if n.sum() == 0: s = {k: v if k == 'thresholds' else np.full(np.shape(v), np.nan) for k, v in s.items()}
-        return s
+@patch
+def from_counts(self:SBDMetrics, total, ois, n):
+    "`edge_scores` of the summed counts; NaN everywhere when no image was seen."
+    s = edge_scores(total, ois, self.ths)
+    if n.sum() == 0: s = {k: v if k == 'thresholds' else np.full(np.shape(v), np.nan) for k, v in s.items()}
+    return s
 
-# %% ../../nbs/43_metrics.sbd.ipynb #b31ce0c0
+# %% ../../nbs/43_metrics.sbd.ipynb #b8d6d968
 def sbd_table(scores:dict, # from `edge_scores` / `SBDMetrics.scores`
               class_names, # K names
               digits:int=1, # decimals (scores in %)

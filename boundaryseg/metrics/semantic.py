@@ -7,12 +7,12 @@ __all__ = ['seg_labels', 'confusion_matrix', 'seg_scores', 'cityscapes_avg_class
            'SegMetrics', 'MIoU', 'PixelAccuracy', 'MeanAccuracy', 'FWIoU', 'IIoU', 'save_cityscapes_pred', 'iou_table',
            'plot_iou']
 
-# %% ../../nbs/41_metrics.semantic.ipynb #63e181c9
+# %% ../../nbs/41_metrics.semantic.ipynb #7784b75a
 import re
 from pathlib import Path
 import numpy as np
 import torch
-from fastcore.basics import store_attr
+from fastcore.basics import store_attr, patch
 from ..core import IGNORE_INDEX, DataError, save_png
 from ..data.labels import CITYSCAPES
 from .base import CountsMetrics, Score, unpadded_rows, to_tensor, int_labels
@@ -201,7 +201,7 @@ def iiou_scores(cm, # (C, C+1) confusion matrix
     iiou = np.where(np.isnan(np.asarray(avg_class_size, np.float64)), np.nan, _div(ic[:, 0], ic[:, 0] + fp + ic[:, 1]))
     return dict(iiou=iiou, miiou=_nanmean(iiou))
 
-# %% ../../nbs/41_metrics.semantic.ipynb #319212b3
+# %% ../../nbs/41_metrics.semantic.ipynb #13adbae0
 class SegMetrics(CountsMetrics):
     "Confusion matrix (and Cityscapes instance counts) over an evaluation; iterate it for fastai metrics of `which` scores."
     known = ('miou', 'acc', 'macc', 'fwiou', 'miiou', 'iou', 'class_acc', 'iiou')
@@ -221,30 +221,37 @@ class SegMetrics(CountsMetrics):
         super().__init__()
 
     def zeros(self):
+        "The confusion matrix `cm` (C,C+1) and the iIoU counts `icounts` (C,2), at zero."
         C = self.n_classes
         return dict(cm=torch.zeros(C, C + 1, dtype=torch.int64), icounts=torch.zeros(C, 2, dtype=torch.float64))
 
-    def update(self, pred, # logits or class map
-               target, # ground-truth train ids
-               inst=None, # instance ids (needed for iIoU)
-              ):
-        "Add one batch's counts."
-        target = int_labels(to_tensor(target, 'target'), 'target')
-        pred = seg_labels(pred, target, self.n_classes)  # argmax once for both counts
-        self.add(cm=confusion_matrix(pred, target, self.n_classes, self.ignore_index))
-        if self.avg_class_size is not None:
-            if inst is None: raise DataError("iIoU needs the instance map (the 'inst' target / the `inst` argument), but none was given")
-            self.add(icounts=instance_counts(pred, target, inst, self.n_classes, self.avg_class_size, self.ignore_index, self.min_inst))
+# %% ../../nbs/41_metrics.semantic.ipynb #66cc1e33
+@patch
+def update(self:SegMetrics, pred, # logits or class map
+           target, # ground-truth train ids
+           inst=None, # instance ids (needed for iIoU)
+          ):
+    "Add one batch's counts."
+    target = int_labels(to_tensor(target, 'target'), 'target')
+    pred = seg_labels(pred, target, self.n_classes)  # argmax once for both counts
+    self.add(cm=confusion_matrix(pred, target, self.n_classes, self.ignore_index))
+    if self.avg_class_size is not None:
+        if inst is None: raise DataError("iIoU needs the instance map (the 'inst' target / the `inst` argument), but none was given")
+        self.add(icounts=instance_counts(pred, target, inst, self.n_classes, self.avg_class_size, self.ignore_index, self.min_inst))
 
-    def count_batch(self, pred, ys): self.update(pred, ys['mask'], ys.get('inst'))
+@patch
+def count_batch(self:SegMetrics, pred, ys):
+    "The logits against the `mask` target (and `inst`, for iIoU)."
+    self.update(pred, ys['mask'], ys.get('inst'))
 
-    def from_counts(self, cm, ic):
-        "All scores: `seg_scores` plus iIoU when enabled."
-        s = seg_scores(cm)
-        if self.avg_class_size is not None: s.update(iiou_scores(cm, ic, self.avg_class_size))
-        return s
+@patch
+def from_counts(self:SegMetrics, cm, ic):
+    "All scores: `seg_scores` plus iIoU when enabled."
+    s = seg_scores(cm)
+    if self.avg_class_size is not None: s.update(iiou_scores(cm, ic, self.avg_class_size))
+    return s
 
-# %% ../../nbs/41_metrics.semantic.ipynb #5e602c33
+# %% ../../nbs/41_metrics.semantic.ipynb #3478bb9e
 class MIoU(Score):
     "fastai metric: mean IoU over the classes that occur or are predicted (cityscapesscripts' average)."
     def __init__(self, n_classes, **kwargs): super().__init__(SegMetrics(n_classes, **kwargs), 'miou')
@@ -269,7 +276,7 @@ class IIoU(Score):
             avg_class_size = cityscapes_avg_class_size()
         super().__init__(SegMetrics(n_classes, which=('miiou',), avg_class_size=avg_class_size, **kwargs), 'miiou')
 
-# %% ../../nbs/41_metrics.semantic.ipynb #79c4fd48
+# %% ../../nbs/41_metrics.semantic.ipynb #f46898de
 _CS_FRAME = re.compile(r'([A-Za-z-]+_\d{6}_\d{6})')
 
 def save_cityscapes_pred(pred, # logits (C,H,W) or class map (H,W) of train ids
@@ -285,7 +292,7 @@ def save_cityscapes_pred(pred, # logits (C,H,W) or class map (H,W) of train ids
     ids = spec.decode(lbl.cpu().numpy())
     return save_png(ids.astype(np.uint8), Path(out_dir)/f"{m.group(1)}_pred_labelIds.png")
 
-# %% ../../nbs/41_metrics.semantic.ipynb #fb4ae2b9
+# %% ../../nbs/41_metrics.semantic.ipynb #14e77155
 def iou_table(scores:dict, # from `seg_scores` / `SegMetrics.scores` (optionally with 'iiou')
               class_names, # C class names
               digits:int=1, # decimals (scores are shown in %)
