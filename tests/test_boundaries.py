@@ -2,8 +2,6 @@
 (run in the reference environment), and against the scipy reference: the real Cityscapes fixture with its ignore,
 void and instance pixels, synthetic maps, the "thin" / "raw" evaluation protocols, the full-resolution map, and
 hypothesis-generated maps."""
-import json, subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,10 +14,8 @@ from boundaryseg.core import fixtures_path, load_ids
 from boundaryseg.data.labels import CITYSCAPES
 from boundaryseg.data.boundaries import (seg_boundaries, binary_boundaries, seg_boundaries_ref, eval_boundaries, thin_boundaries,
                                          boundary_lut)
+from conftest import ref_run
 
-REPO = Path(__file__).resolve().parents[1]
-REF_PY = REPO/'.venv-ref'/'bin'/'python'
-REF_SCRIPT = REPO/'tests'/'ref'/'ref_boundary_gt.py'
 FX = fixtures_path()
 CS_GT = FX/'cityscapes'/'gtFine'/'val'/'frankfurt'
 LABEL_PNG, INST_PNG = CS_GT/'frankfurt_000000_000294_gtFine_labelIds.png', CS_GT/'frankfurt_000000_000294_gtFine_instanceIds.png'
@@ -29,11 +25,7 @@ VOID = 254
 
 
 def run_ref(jobs, tmp):
-    assert REF_PY.exists(), f"reference environment missing: {REF_PY} (make ref-env)"
-    task = Path(tmp)/'jobs.json'
-    task.write_text(json.dumps({'jobs': jobs}))
-    res = subprocess.run([str(REF_PY), str(REF_SCRIPT), str(task)], capture_output=True, text=True)
-    assert res.returncode == 0, f"{REF_SCRIPT.name} failed:\n{res.stderr[-3000:]}"
+    ref_run('ref_boundary_gt.py', {'jobs': jobs}, tmp)
     return [np.load(j['out']) for j in jobs]
 
 

@@ -1,8 +1,7 @@
 """Inference against independent references: a plain per-window loop (the mmsegmentation algorithm), a per-view
 multi-scale/flip loop, property tests over sizes, and the official Cityscapes evaluator reading `predict_folder`'s
 labelId PNGs."""
-import json, shutil, subprocess
-from pathlib import Path
+import shutil
 import numpy as np
 import pytest
 import torch
@@ -14,9 +13,8 @@ from boundaryseg.core import load_ids, load_image, fixtures_path, normalize
 from boundaryseg.data.labels import CITYSCAPES
 from boundaryseg.inference import (predict_whole, predict_slide, predict, predict_folder, predict_image,
                                    window_starts)
+from conftest import ref_run
 
-ROOT = Path(__file__).resolve().parents[1]
-REF_PY = ROOT/'.venv-ref'/'bin'/'python'
 FX = fixtures_path()
 FRAME = 'frankfurt_000000_000294'
 
@@ -134,7 +132,6 @@ def hand_iou(pred, gt, c=19):
     with np.errstate(invalid='ignore'): return np.where(union > 0, tp / union, np.nan)
 
 
-@pytest.mark.skipif(not REF_PY.exists(), reason='reference venv missing (make ref-env)')
 def test_labelids_read_by_official_evaluator(tmp_path):
     "predict_folder's labelIds PNGs, read by cityscapesscripts' evaluator, score what the train ids score."
     src = tmp_path/'leftImg8bit'/'val'/'frankfurt'
@@ -152,11 +149,7 @@ def test_labelids_read_by_official_evaluator(tmp_path):
     np.testing.assert_array_equal(load_ids(out/'trainIds'/'val'/'frankfurt'/f'{FRAME}_leftImg8bit.png'), pred)
     lab = out/'labelIds'/'val'/'frankfurt'/f'{FRAME}_leftImg8bit.png'
     cases = {'cases': [{'name': 'p', 'pred': [str(lab)], 'gt': [str(gt_file)], 'inst': False}]}
-    (tmp_path/'in.json').write_text(json.dumps(cases))
-    r = subprocess.run([str(REF_PY), str(ROOT/'tests'/'ref'/'ref_cityscapes_semantic.py'), str(tmp_path/'in.json'), str(tmp_path/'o.json')],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    ref = json.loads((tmp_path/'o.json').read_text())['p']
+    ref = ref_run('ref_cityscapes_semantic.py', cases, tmp_path)['p']
     iou = hand_iou(pred, gt)
     for k, name in enumerate(CITYSCAPES.classes):
         a, b = iou[k], ref['classScores'][name]

@@ -1,34 +1,20 @@
 """Panoptic metrics vs panopticapi's pq_compute and cityscapesscripts' panoptic evaluator, properties, COCO AP, gloo."""
-import copy, json, os, shutil, socket, subprocess
-from pathlib import Path
+import copy, json, shutil
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from boundaryseg.core import load_ids, load_rgb_ids, fixtures_path, save_png, rgb2id, id2rgb
 from boundaryseg.data.labels import CITYSCAPES
 from boundaryseg.metrics.panoptic import (PanopticMetrics, pq_stats, pq_scores, pq_from_files, panoptic_quality,
                                           sem_inst_to_panoptic, panoptic_instances, coco_mask_ap, panoptic_categories)
+from conftest import ref_run, run_gloo, feed_views
 
-ROOT = Path(__file__).resolve().parents[1]
-REF_PY = ROOT/'.venv-ref'/'bin'/'python'
 FX = fixtures_path()
 COCO = FX/'coco_panoptic'/'sample_data'
 FRAME = 'frankfurt_000000_000294'
 CS_GT = FX/'cityscapes'/'gtFine'/'val'/'frankfurt'
-
-
-def run_ref(script, cases, tmp):
-    "Run a tests/ref script in the reference venv on `cases`; return its JSON output."
-    assert REF_PY.exists(), f"reference venv missing: {REF_PY} (make ref-env)"
-    inp, out = Path(tmp)/f'{script}.in.json', Path(tmp)/f'{script}.out.json'
-    inp.write_text(json.dumps({'cases': cases}))
-    r = subprocess.run([str(REF_PY), str(ROOT/'tests'/'ref'/script), str(inp), str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return json.loads(out.read_text())
 
 
 def max_diff(mine, ref, key_map=None):
@@ -133,7 +119,7 @@ def test_equals_pq_compute_and_cityscapes_on_coco(tmp_path):
         from_arrays = panoptic_quality([(p, a['segments_info']) for p, a in zip(pans, g['annotations'])], preds, cats)
         assert from_files == from_arrays
         mine[f'{kind}{k}'] = from_files
-    ref = run_ref('ref_panoptic.py', cases, tmp_path)
+    ref = ref_run('ref_panoptic.py', {'cases': cases}, tmp_path)
     diffs = {c['name']: max_diff(mine[c['name'].split('|')[0]], ref[c['name']]) for c in cases}
     print('max abs diff per case:', diffs)
     assert max(diffs.values()) < 1e-6, diffs
@@ -175,12 +161,12 @@ def test_equals_cityscapes_panoptic(tmp_path):
     pj, pf = write_coco(tmp_path/'pred', gj, anns, pans)
     out = tmp_path/'gtpan'
     out.mkdir()
-    ref = run_ref('ref_panoptic.py', [
+    ref = ref_run('ref_panoptic.py', {'cases': [
         dict(name='convert', op='convert_cityscapes', gtFine=str(tmp_path/'gtFine'), out_dir=str(out)),
         dict(name='eval', op='cityscapes', gt_json=str(out/'cityscapes_panoptic_val.json'), gt_folder=str(out/'cityscapes_panoptic_val'),
              pred_json=pj, pred_folder=pf, results_file=str(tmp_path/'res.json')),
         dict(name='pq', op='pq_compute', gt_json=str(out/'cityscapes_panoptic_val.json'), gt_folder=str(out/'cityscapes_panoptic_val'),
-             pred_json=pj, pred_folder=pf)], tmp_path)
+             pred_json=pj, pred_folder=pf)]}, tmp_path)
     pm = PanopticMetrics(CITYSCAPES, min_inst=1000)
     for s, i in preds: pm.update(s, i, gsem, inst)
     r = pm.scores()
@@ -276,25 +262,9 @@ def test_coco_mask_ap():
 
 
 # ---------------------------------------------------------------- distributed
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-
-def _worker(rank, world, port, shards, out):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
-    try:
-        from types import SimpleNamespace
-        pm = PanopticMetrics(THING, which=('pq', 'pq_dagger', 'miou'))
-        mets = list(pm)
-        for m in mets: m.reset()
-        for pred, gs, gi in shards[rank]:
-            learn = SimpleNamespace(pred={'panoptic': pred}, yb=(gs, gi), dl=None)
-            for m in mets: m.accumulate(learn)
-        torch.save({'values': [m.value for m in mets], 'stats': pm.counts()[0]}, f'{out}/{rank}.pt')
-    finally:
-        dist.destroy_process_group()
+def _worker(rank, world, shards, out):
+    pm = PanopticMetrics(THING, which=('pq', 'pq_dagger', 'miou'))
+    torch.save({'values': feed_views(pm, 'panoptic', shards[rank]), 'stats': pm.counts()[0]}, f'{out}/{rank}.pt')
 
 
 def test_two_process_gloo_equals_one_process(tmp_path):
@@ -304,7 +274,7 @@ def test_two_process_gloo_equals_one_process(tmp_path):
     gs[:, :2] = 255
     pred = ps * 1000 + pi
     shards = [[(pred[:2], gs[:2], gi[:2]), (pred[2:5], gs[2:5], gi[2:5])], [(pred[5:], gs[5:], gi[5:])]]
-    mp.spawn(_worker, args=(2, _free_port(), shards, str(tmp_path)), nprocs=2, join=True)
+    run_gloo(_worker, 2, shards, str(tmp_path))
     single = PanopticMetrics(THING)
     single.update(ps, pi, gs, gi)
     s = single.scores()

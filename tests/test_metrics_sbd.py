@@ -1,11 +1,9 @@
 """SBD metrics (MF-ODS / MF-OIS / AP) vs pyEdgeEval on the same arrays; thinning and NMS bit-exact; properties; 2 processes."""
-import json, os, socket, subprocess
+import json
 from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from hypothesis import given, settings, strategies as st, HealthCheck
 from PIL import Image
 from scipy.ndimage import gaussian_filter
@@ -16,20 +14,10 @@ from boundaryseg.data.boundaries import eval_boundaries, boundary_lut
 from boundaryseg.metrics.sbd import (binary_thin, edge_nms, edge_counts, edge_scores, best_counts, edge_thresholds,
                                      sbd_protocol, SBDMetrics)
 from boundaryseg.metrics.bfscore import BFScores
+from conftest import ref_run, run_gloo
 
-ROOT = Path(__file__).resolve().parents[1]
-REF_PY = ROOT/'.venv-ref'/'bin'/'python'
 CS = fixtures_path()/'cityscapes'/'gtFine'/'val'/'frankfurt'/'frankfurt_000000_000294_gtFine_'
 NPROC = 2
-
-
-def run_ref(task, tmp):
-    "Run tests/ref/ref_pyedgeeval.py on `task` in the reference venv."
-    assert REF_PY.exists(), f"reference venv missing: {REF_PY} (make ref-env)"
-    f = Path(tmp)/f"task_{task['op']}.json"
-    f.write_text(json.dumps(task))
-    r = subprocess.run([str(REF_PY), str(ROOT/'tests'/'ref'/'ref_pyedgeeval.py'), str(f)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
 
 def ref_eval(tmp, pred, gt, seg=None, thresholds=99, **kw):
@@ -41,7 +29,7 @@ def ref_eval(tmp, pred, gt, seg=None, thresholds=99, **kw):
                 thresholds=thresholds, nproc=NPROC, out=str(tmp/'ref.json'), out_counts=str(tmp/'ref_counts.npy'),
                 **{k: kw.get(k, False) for k in ('apply_thinning', 'kill_internal', 'skip_if_nonexistent', 'apply_nms')},
                 max_dist=kw['max_dist'])
-    run_ref(task, tmp)
+    ref_run('ref_pyedgeeval.py', task, tmp)
     return np.load(tmp/'ref_counts.npy').astype(np.int64), json.loads((tmp/'ref.json').read_text())['per_class']
 
 
@@ -90,7 +78,7 @@ def test_thin_equals_reference(tmp_path):
     soft = soft_from_gt(gaussian_filter(rng.random((2, 48, 64)), (0, 3, 3)) > 0.5, rng, sigma=2)
     x = np.concatenate([x, (soft[:, None] >= edge_thresholds(9)[None, :, None, None]).reshape(-1, 48, 64)])
     np.save(tmp_path/'x.npy', x)
-    run_ref(dict(op='thin', x=str(tmp_path/'x.npy'), out=str(tmp_path/'y.npy')), tmp_path)
+    ref_run('ref_pyedgeeval.py', dict(op='thin', x=str(tmp_path/'x.npy'), out=str(tmp_path/'y.npy')), tmp_path)
     np.testing.assert_array_equal(binary_thin(x), np.load(tmp_path/'y.npy'))
 
 
@@ -101,7 +89,7 @@ def test_nms_equals_reference(tmp_path):
     x = np.concatenate([soft_from_gt(gt[[0, 2, 5, 13]], rng), soft_from_gt(gt[[1, 8]], rng, sigma=2.5),
                         gaussian_filter(rng.random((2, 128, 256)), (0, 2, 2))])
     np.save(tmp_path/'x.npy', x)
-    run_ref(dict(op='nms', x=str(tmp_path/'x.npy'), out=str(tmp_path/'y.npy')), tmp_path)
+    ref_run('ref_pyedgeeval.py', dict(op='nms', x=str(tmp_path/'x.npy'), out=str(tmp_path/'y.npy')), tmp_path)
     np.testing.assert_array_equal(edge_nms(x), np.load(tmp_path/'y.npy'))
 
 
@@ -126,7 +114,7 @@ def test_cityscapes_protocol(cityscapes, tmp_path, name):
     gt_task = dict(op='gt', label=str(d/'lab.png'), inst=str(d/'inst.png'), out=str(tmp_path/'gt.npy'),
                    **(dict(radius=2, thin=False, convert_scale=1.0, eval_scale=0.5) if proto.gt_protocol == 'raw' else
                       dict(radius=1, thin=True, convert_scale=0.5, eval_scale=1.0)))
-    run_ref(gt_task, tmp_path)
+    ref_run('ref_pyedgeeval.py', gt_task, tmp_path)
     gt = np.load(tmp_path/'gt.npy')
     # ... equals data.boundaries' (the GT side of the protocol), so the whole pipeline is the reference's
     np.testing.assert_array_equal(eval_boundaries(boundary_lut(CITYSCAPES)[lab], 19, proto.gt_protocol, inst=inst, void_index=254), gt)
@@ -197,24 +185,14 @@ def test_properties(seed, thin, K):
 
 # ---------------------------------------------------------------- two processes
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-
-def _worker(rank, world, port, data, out):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
-    try:
-        pred, gt, seg, lab, lbl_pred = (x[rank::world] for x in data)
-        sbd = SBDMetrics(6, 'sbd-thin', thresholds=19)
-        sbd.update(pred, gt, seg)
-        bf = BFScores(6, tols=(2, 5))
-        bf.update(torch.from_numpy(lbl_pred), torch.from_numpy(lab))
-        s, b = sbd.scores(), bf.scores()
-        if rank == 0: np.save(Path(out)/'dist.npy', np.r_[s['ods_f'], s['ois_f'], s['ap'], b['f_class'].numpy().ravel()])
-    finally:
-        dist.destroy_process_group()
+def _worker(rank, world, data, out):
+    pred, gt, seg, lab, lbl_pred = (x[rank::world] for x in data)
+    sbd = SBDMetrics(6, 'sbd-thin', thresholds=19)
+    sbd.update(pred, gt, seg)
+    bf = BFScores(6, tols=(2, 5))
+    bf.update(torch.from_numpy(lbl_pred), torch.from_numpy(lab))
+    s, b = sbd.scores(), bf.scores()
+    if rank == 0: np.save(Path(out)/'dist.npy', np.r_[s['ods_f'], s['ois_f'], s['ap'], b['f_class'].numpy().ravel()])
 
 
 def test_two_processes_equal_one(tmp_path):
@@ -225,7 +203,7 @@ def test_two_processes_equal_one(tmp_path):
     pred = soft_from_gt(gt, rng)
     lbl_pred = np.roll(np.where(lab == 255, 0, lab), 2, 2).astype(np.int64)
     data = (pred, gt, lab, lab.astype(np.int64), lbl_pred)
-    mp.spawn(_worker, args=(2, _free_port(), data, str(tmp_path)), nprocs=2, join=True)
+    run_gloo(_worker, 2, data, str(tmp_path))
     sbd = SBDMetrics(6, 'sbd-thin', thresholds=19); sbd.update(pred, gt, lab)
     bf = BFScores(6, tols=(2, 5)); bf.update(torch.from_numpy(lbl_pred), torch.from_numpy(lab.astype(np.int64)))
     s, b = sbd.scores(), bf.scores()

@@ -1,11 +1,6 @@
 """Semantic metrics vs cityscapesscripts' official pixel-level evaluator, properties, and a 2-process (gloo) run."""
-import json, os, shutil, socket, subprocess
-from pathlib import Path
 import numpy as np
-import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from hypothesis import given, settings, strategies as st, HealthCheck
 from PIL import Image
 
@@ -13,23 +8,12 @@ from boundaryseg.core import load_ids, fixtures_path, save_png
 from boundaryseg.data.labels import CITYSCAPES
 from boundaryseg.metrics.semantic import (SegMetrics, MIoU, confusion_matrix, seg_scores, instance_counts, iiou_scores,
                                           cityscapes_avg_class_size, save_cityscapes_pred)
+from conftest import ref_run, run_gloo, feed_views
 
-ROOT = Path(__file__).resolve().parents[1]
-REF_PY = ROOT/'.venv-ref'/'bin'/'python'
 FX = fixtures_path()
 FRAME = 'frankfurt_000000_000294'
 CS_GT = FX/'cityscapes'/'gtFine'/'val'/'frankfurt'
 CS_PRED = FX/'cityscapes_fullres_predictions'/'frankfurt'
-
-
-def run_ref(script, cases, tmp):
-    "Run a tests/ref script in the reference venv on `cases`; return its JSON output."
-    assert REF_PY.exists(), f"reference venv missing: {REF_PY} (make ref-env)"
-    inp, out = Path(tmp)/f'{script}.in.json', Path(tmp)/f'{script}.out.json'
-    inp.write_text(json.dumps({'cases': cases}))
-    r = subprocess.run([str(REF_PY), str(ROOT/'tests'/'ref'/script), str(inp), str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return json.loads(out.read_text())
 
 
 def centres(n, big): return ((np.arange(n) + 0.5) * big / n).astype(int)
@@ -116,7 +100,7 @@ def test_equals_cityscapesscripts(tmp_path):
     cases.append(write_case(tmp_path/'full', 'full', full, [up(lbl)] * 2, [up(inst)] * 2))
     mine['full'] = ours(full, [up(gt)] * 2, [up(inst)] * 2)
 
-    ref = run_ref('ref_cityscapes_semantic.py', cases, tmp_path)
+    ref = ref_run('ref_cityscapes_semantic.py', {'cases': cases}, tmp_path)
     worst = {n: compare(mine[n][0], ref[n], mine[n][1]) for n in mine}
     print('max abs diff per case:', worst)
     assert max(worst.values()) < 1e-6, worst
@@ -176,25 +160,9 @@ def test_iiou_perfect_and_bounds():
 
 
 # ---------------------------------------------------------------- distributed
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
-
-def _worker(rank, world, port, shards, out):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
-    try:
-        from types import SimpleNamespace
-        sm = SegMetrics(5, which=('miou', 'miiou'), avg_class_size=[np.nan, 7., np.nan, 3., np.nan])
-        mets = list(sm)
-        for m in mets: m.reset()
-        for logits, mask, inst in shards[rank]:
-            learn = SimpleNamespace(pred={'seg': logits}, yb=(mask, inst), dl=None)
-            for m in mets: m.accumulate(learn)
-        torch.save({'values': [m.value for m in mets], 'cm': sm.counts()[0]}, f'{out}/{rank}.pt')
-    finally:
-        dist.destroy_process_group()
+def _worker(rank, world, shards, out):
+    sm = SegMetrics(5, which=('miou', 'miiou'), avg_class_size=[np.nan, 7., np.nan, 3., np.nan])
+    torch.save({'values': feed_views(sm, 'seg', shards[rank]), 'cm': sm.counts()[0]}, f'{out}/{rank}.pt')
 
 
 def test_two_process_gloo_equals_one_process(tmp_path):
@@ -204,7 +172,7 @@ def test_two_process_gloo_equals_one_process(tmp_path):
     insts = torch.randint(0, 4, (7, 9, 11), generator=g)
     # uneven: rank 0 gets batches of 3 and 2 images, rank 1 one batch of 2
     shards = [[(logits[:3], masks[:3], insts[:3]), (logits[3:5], masks[3:5], insts[3:5])], [(logits[5:], masks[5:], insts[5:])]]
-    mp.spawn(_worker, args=(2, _free_port(), shards, str(tmp_path)), nprocs=2, join=True)
+    run_gloo(_worker, 2, shards, str(tmp_path))
     single = SegMetrics(5, which=('miou', 'miiou'), avg_class_size=[np.nan, 7., np.nan, 3., np.nan])
     single.update(logits, masks, insts)
     want = [single.scores()['miou'], single.scores()['miiou']]

@@ -1,7 +1,6 @@
 """The synthetic dataset against independent readers: boundaryseg's Cityscapes reader and cityscapesscripts' official
 pixel-level evaluator (reference venv) read the written tree; statistics over 100 full-size scenes."""
-import json, subprocess, zlib
-from pathlib import Path
+import zlib
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,9 +9,8 @@ from cityscapesscripts.helpers.labels import labels as cs_labels, name2label
 from boundaryseg.core import load_ids
 from boundaryseg.data.labels import CITYSCAPES
 from boundaryseg.data.synthetic import make_synthetic_cityscapes, synthetic_scene, SYNTH_LABELS
+from conftest import ref_run
 
-ROOT = Path(__file__).resolve().parents[1]
-REF_PY = ROOT/'.venv-ref'/'bin'/'python'
 THINGS = np.array([l.id for l in cs_labels if l.hasInstances and l.id >= 0])
 
 
@@ -46,7 +44,6 @@ def test_images_do_not_depend_on_count_or_other_split(tmp_path, tree):
     assert (tr != va).mean() > .1
 
 
-@pytest.mark.skipif(not REF_PY.exists(), reason='reference venv missing (make ref-env)')
 def test_official_evaluator_reads_the_tree(tmp_path, tree):
     "cityscapesscripts scores GT-as-prediction 1.0 (IoU and instance iIoU), and a road->sidewalk edit as counted by hand."
     gts = sorted(str(p) for p in (tree/'gtFine'/'val').rglob('*_gtFine_labelIds.png'))
@@ -57,11 +54,7 @@ def test_official_evaluator_reads_the_tree(tmp_path, tree):
     Image.fromarray(edit).save(tmp_path/'edit.png')
     cases = {'cases': [dict(name='same', pred=gts, gt=gts, inst=True),
                        dict(name='edit', pred=[str(tmp_path/'edit.png')], gt=gts[:1], inst=False)]}
-    (tmp_path/'in.json').write_text(json.dumps(cases))
-    r = subprocess.run([str(REF_PY), str(ROOT/'tests'/'ref'/'ref_cityscapes_semantic.py'), str(tmp_path/'in.json'), str(tmp_path/'o.json')],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    out = json.loads((tmp_path/'o.json').read_text())
+    out = ref_run('ref_cityscapes_semantic.py', cases, tmp_path)
     present = {l.name for l in cs_labels if l.trainId not in (255, -1) and any((load_ids(g) == l.id).any() for g in gts)}
     same = out['same']
     assert present and all(same['classScores'][c] == 1.0 for c in present)
