@@ -7,3 +7,4 @@ __all__ = []
 
 # %% ../../nbs/29_models.zoo.ipynb #6719da04
 from .registry import ARCHS, Arch, register_arch, arch_spec, seg_model, SegModel
+from ..panoptic import model as _seamless  # registers 'seamless'

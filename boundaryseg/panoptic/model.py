@@ -142,7 +142,7 @@ for _k, _f in (('rpn_obj', RPNObjLoss), ('rpn_box', RPNBoxLoss), ('roi_cls', RoI
 SEAMLESS_LOSSES = {'seg': ('ohem', 1.), 'rpn_obj': ('rpn_obj', 1.), 'rpn_box': ('rpn_box', 1.),
                    'roi_cls': ('roi_cls', 1.), 'roi_box': ('roi_box', 1.), 'roi_msk': ('roi_msk', 1.)}
 
-# %% ../../nbs/26_panoptic.model.ipynb #676bbdc4
+# %% ../../nbs/26_panoptic.model.ipynb #c9824e3b
 def build_seamless(bb:nn.Module, # `models.backbones.Backbone` (a timm ResNet; `seg_model` builds it)
                    n_classes:int, # C
                    thing=None, # (C,) bool thing flags, e.g. `spec.thing`; required
@@ -168,7 +168,7 @@ def build_seamless(bb:nn.Module, # `models.backbones.Backbone` (a timm ResNet; `
     fpn = FPN(info, width, extra)
     sem = SemanticHead(n_classes, fpn.feature_info, 4, final_ks=final_ks, pool=pool)
     rpn = RPN(fpn.feature_info, anchor_scale, ratios, width, **(rpn_kw or {}))
-    roi = RoIStage(sum(thing), [d['reduction'] for d in fpn.feature_info[:4]], max_det=max_det, norm=roi_norm, **(roi_kw or {}))
+    roi = RoIStage(sum(thing), [d['reduction'] for d in fpn.feature_info[:4]], max_det=max_det, norm=roi_norm, ni=width, **(roi_kw or {}))
     m = Seamless(bb, fpn, PanopticHeads(sem, rpn, roi), thing, score_thresh=score_thresh, min_stuff_area=min_stuff_area)
     if norm == 'syncbn':
         for name in ('neck', 'head'): setattr(m, name, nn.SyncBatchNorm.convert_sync_batchnorm(getattr(m, name)))

@@ -18,7 +18,7 @@ from torchvision.models.detection._utils import BoxCoder
 from .fpn import SLOPE, leaky_init
 from .data import InstanceTargets, box_coverage
 
-# %% ../../nbs/24_panoptic.roi.ipynb #80bcf8d7
+# %% ../../nbs/24_panoptic.roi.ipynb #2880ff98
 def roi_levels(boxes:torch.Tensor, # (N,4)
                n_levels:int=4, # P2..P5
                canonical:float=224., # box size that reads the third level (P4)
@@ -35,12 +35,13 @@ def pool_rois(ps:list, # FPN levels P2.. (at least `len(strides)`)
              ) -> torch.Tensor: # (N,C,size,size)
     "RoIAlign features of each box from its FPN level (`torchvision.ops.roi_align`, one sample per bin, aligned)."
     lv = roi_levels(boxes, len(strides))
-    out = ps[0].new_zeros(len(boxes), ps[0].shape[1], size, size)
-    rois = torch.cat([img[:, None].to(boxes), boxes], 1)
-    for k, s in enumerate(strides):
-        sel = (lv == k).nonzero().flatten()
-        if len(sel): out[sel] = roi_align(ps[k], rois[sel].to(ps[k].dtype), size, 1 / s, sampling_ratio=1, aligned=True)
-    return out
+    order = torch.argsort(lv, stable=True)
+    rois = torch.cat([img[:, None].to(boxes), boxes], 1)[order]
+    n = torch.bincount(lv, minlength=len(strides)).tolist()
+    outs = [roi_align(ps[k], r.to(ps[k].dtype), size, 1 / s, sampling_ratio=1, aligned=True)
+            for k, (s, r) in enumerate(zip(strides, rois.split(n))) if n[k]]
+    out = torch.cat(outs) if outs else ps[0].new_zeros(0, ps[0].shape[1], size, size)
+    return out[torch.argsort(order)]  # back to the boxes' order
 
 # %% ../../nbs/24_panoptic.roi.ipynb #19cea11b
 def _na(c, norm, groups=16, dims=2):
