@@ -287,7 +287,7 @@ def test_two_process_gloo_equals_one_process(tmp_path):
 # ---------------------------------------------------------------- PQ† vs torchmetrics' ModifiedPanopticQuality
 def test_pq_dagger_doc_example_of_torchmetrics():
     "torchmetrics' documented example (things {0, 1}, stuffs {6, 7}): 0.7667 = mean(0.8, 0.5, 1.0)."
-    ModifiedPanopticQuality = pytest.importorskip('torchmetrics.detection').ModifiedPanopticQuality
+    from torchmetrics.detection import ModifiedPanopticQuality  # a dev requirement (requirements.txt)
     preds = np.array([[[0, 0], [0, 1], [6, 0], [7, 0], [0, 2], [1, 0]]])
     target = np.array([[[0, 1], [0, 0], [6, 0], [7, 0], [6, 0], [255, 0]]])
     ref = float(ModifiedPanopticQuality(things={0, 1}, stuffs={6, 7})(torch.tensor(preds), torch.tensor(target)))
@@ -326,7 +326,7 @@ def test_pq_dagger_equals_torchmetrics_on_random_pairs():
     and without crowd. torchmetrics departs from panopticapi on predicted VOID (it takes a ground-truth segment's pixels
     predicted VOID out of the union, and does not count a ground-truth segment more than half predicted VOID as a FN),
     so predictions here cover every pixel."""
-    tm = pytest.importorskip('torchmetrics.detection')
+    import torchmetrics.detection as tm
     thing = np.array([False, True, False, True, False])
     things, stuffs = set(np.flatnonzero(thing).tolist()), set(np.flatnonzero(~thing).tolist())
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ from ..core import IGNORE_INDEX
 from ..data.boundaries import binary_boundaries
 from ..vis import _axes, _show
 
-# %% ../../nbs/25_panoptic.fusion.ipynb #cd03996b
+# %% ../../nbs/25_panoptic.fusion.ipynb #19d49a9d
 def panoptic_fusion(sem:torch.Tensor, # (H,W) semantic argmax (train ids)
                     masks:torch.Tensor, # (N,H,W) bool instance masks in image coordinates
                     scores:torch.Tensor, # (N,) detection scores
@@ -23,7 +23,8 @@ def panoptic_fusion(sem:torch.Tensor, # (H,W) semantic argmax (train ids)
                     overlap:float=0.5, # drop an instance when more than this fraction of it is taken
                     min_stuff_area:int=4096, # stuff classes with fewer pixels become void
                     label_divisor:int=1000, ignore_index:int=IGNORE_INDEX,
-                   ) -> torch.Tensor: # (H,W) int64 panoptic ids
+                    return_kept:bool=False, # also return the position (in `masks`) of each kept instance, in id order
+                   ): # (H,W) int64 panoptic ids (and the kept instances' positions)
     "Seamless' panoptic fusion of one image's instances and semantic prediction (Sec. 3.5)."
     thing = torch.as_tensor(np.asarray(thing, bool), device=sem.device)
     C = len(thing)
@@ -32,21 +33,21 @@ def panoptic_fusion(sem:torch.Tensor, # (H,W) semantic argmax (train ids)
     pan = torch.full(sem.shape, ignore_index * label_divisor, dtype=torch.long, device=sem.device)
     taken = torch.zeros(sem.shape, dtype=torch.bool, device=sem.device)
     keep = (scores > score_thresh).nonzero().flatten()
-    k = 0
+    kept = []
     for i in keep[torch.argsort(scores[keep], descending=True, stable=True)].tolist():
         m = masks[i]
         area = int(m.sum())
         if area == 0 or int((m & taken).sum()) > overlap * area: continue
         new = m & ~taken
-        k += 1
-        pan[new] = int(classes[i]) * label_divisor + k
+        kept.append(i)
+        pan[new] = int(classes[i]) * label_divisor + len(kept)
         taken |= new
     free = ~taken
     area = torch.bincount(sem[free].long(), minlength=C)[:C]
     ok = (area >= min_stuff_area) & ~thing
     stuff = free & ok[sem.long().clamp(0, C - 1)] & (sem < C)
     pan[stuff] = sem[stuff].long() * label_divisor
-    return pan
+    return (pan, kept) if return_kept else pan
 
 # %% ../../nbs/25_panoptic.fusion.ipynb #433e7f18
 def panoptic_segments(pan:torch.Tensor, # (H,W) panoptic ids `class * label_divisor + k`

@@ -21,7 +21,7 @@ from .rpn import RPN, RPNObjLoss, RPNBoxLoss
 from .roi import RoIStage, RoIClsLoss, RoIBoxLoss, RoIMaskLoss, paste_masks
 from .fusion import panoptic_fusion
 
-# %% ../../nbs/26_panoptic.model.ipynb #ab6acd86
+# %% ../../nbs/26_panoptic.model.ipynb #f0f57c9b
 class PanopticHeads(nn.Module):
     "The heads on the FPN: semantic head, region proposal stage, region segmentation stage."
     def __init__(self, semantic, rpn, roi):
@@ -87,12 +87,17 @@ class Seamless(SegModel):
         masks = paste_masks(det['mask_logits'].sigmoid(), det['boxes'], (H, W))
         classes = self.thing_classes[det['labels']]
         sem = seg.argmax(1)
-        pans = [panoptic_fusion(sem[b], masks[det['img'] == b], det['scores'][det['img'] == b], classes[det['img'] == b], self.thing,
-                                self.score_thresh, self.overlap, self.min_stuff_area, self.label_divisor) for b in range(B)]
-        return dict(panoptic=torch.stack(pans), masks=masks, classes=classes)
+        pans, scores = [], []
+        for b in range(B):
+            i = (det['img'] == b).nonzero().flatten()
+            p, kept = panoptic_fusion(sem[b], masks[i], det['scores'][i], classes[i], self.thing, self.score_thresh, self.overlap,
+                                      self.min_stuff_area, self.label_divisor, return_kept=True)
+            pans.append(p)
+            scores.append({int(classes[i[j]]) * self.label_divisor + k + 1: float(det['scores'][i[j]]) for k, j in enumerate(kept)})
+        return dict(panoptic=torch.stack(pans), masks=masks, classes=classes, segment_scores=scores)
 
     def inference(self, x:torch.Tensor # normalised (B,3,H,W)
-                 ) -> dict: # seg logits, panoptic ids, and the detections: boxes, scores, classes (train ids), img, masks (D,H,W)
+                 ) -> dict: # seg logits, panoptic ids, detections (boxes, scores, classes (train ids), img, masks (D,H,W)), segment_scores
         "Everything the test pipeline computes (Sec. 3.5), in eval mode and without gradients."
         was = self.training
         self.eval()
@@ -105,7 +110,7 @@ class Seamless(SegModel):
                 seg, det = out['seg'][..., :h, :w], out['detections']
                 res = self.fuse(det, seg)
                 return dict(seg=seg, panoptic=res['panoptic'], boxes=det['boxes'], scores=det['scores'], classes=res['classes'],
-                            img=det['img'], masks=res['masks'])
+                            img=det['img'], masks=res['masks'], segment_scores=res['segment_scores'])
         finally: self.train(was)
 
     def head_modules(self): return [self.neck, self.head, *self.train_heads.values()]
