@@ -144,7 +144,7 @@ def pad_batch(items:list # fastai items: tuples (img (3,h,w) uint8, *label field
         out.append(tuple(row))
     return out
 
-# %% ../../nbs/21_panoptic.data.ipynb #0080c1eb
+# %% ../../nbs/21_panoptic.data.ipynb #39611ba1
 def panoptic_dataloaders(name:str='synthetic', # a registered dataset with instance maps
                          root=None, # dataset folder (None: the reader's default)
                          short:int=1024, # training short side (Cityscapes 1024, Vistas 1920)
@@ -157,10 +157,11 @@ def panoptic_dataloaders(name:str='synthetic', # a registered dataset with insta
                          seed:int=None, # augmentation and shuffling seed
                          num_workers:int=0, device=None,
                          train_split:str='train', valid_split:str='val',
+                         readers=None, # (train, valid) dataset readers to use instead of `name`, `root` and the splits
                          **kwargs, # passed to the reader (e.g. the synthetic set's n_train, n_val, image_size)
                         ) -> DataLoaders:
     "fastai DataLoaders of `(img, mask, inst)` batches of whole images scaled by their short side and padded (Seamless Sec. 5)."
-    readers = [get_dataset(name, root, s, **kwargs) for s in (train_split, valid_split)]
+    readers = list(readers) if readers is not None else [get_dataset(name, root, s, **kwargs) for s in (train_split, valid_split)]
     trn, val = (SegItems(r, i, ('mask', 'inst')) for i, r in enumerate(readers))
     augs = [RandShortSide(short, scale, max_long, seed=seed)] + ([RandFlip(seed=seed)] if flip else [])
     vaugs = [_ShortSide(test_short, max_long)] if test_short else []
