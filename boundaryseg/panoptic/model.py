@@ -21,7 +21,7 @@ from .rpn import RPN, RPNObjLoss, RPNBoxLoss
 from .roi import RoIStage, RoIClsLoss, RoIBoxLoss, RoIMaskLoss, paste_masks
 from .fusion import panoptic_fusion
 
-# %% ../../nbs/26_panoptic.model.ipynb #f0f57c9b
+# %% ../../nbs/26_panoptic.model.ipynb #20d5894b
 class PanopticHeads(nn.Module):
     "The heads on the FPN: semantic head, region proposal stage, region segmentation stage."
     def __init__(self, semantic, rpn, roi):
@@ -74,7 +74,7 @@ class Seamless(SegModel):
             for th in self.train_heads.values():
                 out.update({k: F.interpolate(v, size=xp.shape[-2:], mode='bilinear', align_corners=False) if v.ndim == 4 else v
                             for k, v in th(feats, xp).items()})
-        out['seg'] = out['seg'][..., :h, :w]
+        out = {k: v[..., :h, :w] if torch.is_tensor(v) and v.ndim == 4 else v for k, v in out.items()}
         if self.training: return out
         res = self.fuse(out.pop('detections'), out['seg'])
         out['panoptic'] = res['panoptic']
