@@ -34,6 +34,7 @@ from .losses import seg_loss, class_frequencies, class_weights
 from .metrics.semantic import SegMetrics
 from .metrics.bfscore import BFScores
 from .metrics.sbd import SBDMetrics
+from .metrics.panoptic import PanopticMetrics
 from .callbacks import LossTermsCallback, TerminateOnNonFinite, CheckpointCallback, SegCSVLogger
 from .recipes import Recipe, RECIPE_FIELDS, get_recipe
 
@@ -192,6 +193,12 @@ register_metric(('mf_ods', 'mf_ois', 'map'),
                 lambda which, C, spec: list(SBDMetrics(C, which=which, class_names=getattr(spec, 'classes', None),
                                                        thing_ids=None if spec is None else spec.thing_ids.tolist())))
 
+def _panoptic_metrics(which, C, spec):
+    if spec is None: raise ValueError(f"the panoptic metrics {list(which)} need the dataset's LabelSpec (its thing classes): DataLoaders with `spec`")
+    return list(PanopticMetrics(spec.thing, which=which))
+
+register_metric(('pq', 'sq', 'rq', 'pq_th', 'sq_th', 'rq_th', 'pq_st', 'sq_st', 'rq_st', 'pq_dagger'), _panoptic_metrics)
+
 def make_metrics(names, # metric names, e.g. an architecture's `Arch.metrics`
                  n_classes:int, # C
                  spec=None, # the dataset's `LabelSpec` (class names, thing classes)
@@ -275,6 +282,8 @@ def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
     if model is None:
         mk = {**rec.model_kw, **kwargs}
         if 'aux' in spec.outputs: mk.setdefault('aux', rec.aux)
+        if 'thing' in spec.defaults and spec.defaults['thing'] is None and getattr(dls, 'spec', None) is not None:
+            mk.setdefault('thing', dls.spec.thing.tolist())  # architectures that need the thing classes (Seamless)
         model = seg_model(spec.name, backbone=backbone, n_classes=n_classes, pretrained=pretrained, **mk)
     spec = getattr(model, 'spec', spec)
     cw = rec.class_weight
@@ -288,7 +297,7 @@ def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
     mults = (1.,) if len(groups) == 1 else (1.,) + (rec.head_lr_mult,) * (len(groups) - 1)
     ck = [] if checkpoint is None else [CheckpointCallback(every=checkpoint, resume=resume)]
     cbs = [LossTermsCallback(), TerminateOnNonFinite(), SegCSVLogger(), LRSchedule(rec, mults), AugEpoch(), *ck,
-           *_mixed_precision(rec.mixed_precision), *L(cbs)]
+           *_mixed_precision(rec.mixed_precision), *getattr(model, 'learner_callbacks', list)(), *L(cbs)]
     learn = SegLearner(dls, model, loss_func=loss_func, opt_func=opt_func(rec), lr=rec.lr, splitter=param_groups, cbs=cbs,
                        metrics=metrics, path=path, wd=rec.wd)
     learn.recipe = rec

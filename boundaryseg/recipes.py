@@ -83,7 +83,7 @@ register_recipe(Recipe('rpcnet_ablation', 'RPCNet Sec. 4.1 (Tables 1-2)', lr=1e-
                        crop=(894, 894), bs=4, epochs=60))
 register_recipe(Recipe('seamless', 'Seamless Sec. 5; seamseg configs (Nesterov, wd 1e-4)', lr=0.01, nesterov=True, wd=1e-4,
                        head_lr_mult=1., schedule='step', milestones=(36_000 / 48_000, 44_000 / 48_000), warmup=200,
-                       warmup_ratio=1/3, aux=False, crop=(1024, 2048), bs=8, iters=48_000))
+                       warmup_ratio=1/3, aux=False, ohem=0.25, crop=(1024, 2048), bs=8, iters=48_000, epochs=130))
 register_recipe(Recipe('msci', 'MSCI Sec. 5 (momentum and weight decay: Caffe defaults)', lr=1e-3, wd=5e-4, head_lr_mult=1.,
                        schedule='step', milestones=(0.5,), aux=False, crop=(512, 512), bs=12, iters=120_000))
 register_recipe(Recipe('main', 'the main job on the synthetic dataset (70_cli)', opt='adamw', lr=2e-3, wd=1e-2,

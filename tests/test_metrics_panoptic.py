@@ -117,7 +117,7 @@ def test_equals_pq_compute_and_cityscapes_on_coco(tmp_path):
                               results_file=str(tmp_path/f'cs_{k}.json')))
         from_files = pq_from_files(g_json, pj, gt_folder, pf)
         from_arrays = panoptic_quality([(p, a['segments_info']) for p, a in zip(pans, g['annotations'])], preds, cats)
-        assert from_files == from_arrays
+        assert json.dumps(from_files, sort_keys=True) == json.dumps(from_arrays, sort_keys=True)  # NaN-aware equality
         mine[f'{kind}{k}'] = from_files
     ref = ref_run('ref_panoptic.py', {'cases': cases}, tmp_path)
     diffs = {c['name']: max_diff(mine[c['name'].split('|')[0]], ref[c['name']]) for c in cases}
@@ -282,3 +282,67 @@ def test_two_process_gloo_equals_one_process(tmp_path):
         res = torch.load(tmp_path/f'{r}.pt', weights_only=False)
         np.testing.assert_allclose(res['stats'], single.counts()[0], rtol=0, atol=1e-12)
         np.testing.assert_allclose(res['values'], [s['pq'], s['pq_dagger'], s['miou']], rtol=0, atol=1e-12)
+
+
+# ---------------------------------------------------------------- PQ† vs torchmetrics' ModifiedPanopticQuality
+def test_pq_dagger_doc_example_of_torchmetrics():
+    "torchmetrics' documented example (things {0, 1}, stuffs {6, 7}): 0.7667 = mean(0.8, 0.5, 1.0)."
+    from torchmetrics.detection import ModifiedPanopticQuality  # a dev requirement (requirements.txt)
+    preds = np.array([[[0, 0], [0, 1], [6, 0], [7, 0], [0, 2], [1, 0]]])
+    target = np.array([[[0, 1], [0, 0], [6, 0], [7, 0], [6, 0], [255, 0]]])
+    ref = float(ModifiedPanopticQuality(things={0, 1}, stuffs={6, 7})(torch.tensor(preds), torch.tensor(target)))
+    cats = [dict(id=c, isthing=int(c in (0, 1))) for c in (0, 1, 6, 7)]
+    # (category, instance) pairs as segments; target category 255 is VOID; instance 0 of a thing is an instance too
+    def pan(x):
+        keys = [tuple(v) for v in x.reshape(-1, 2)]
+        uniq = [k for k in dict.fromkeys(keys) if k[0] != 255]
+        ids = np.array([uniq.index(k) + 1 if k in uniq else 0 for k in keys]).reshape(1, -1)  # one row of pixels
+        return ids, [dict(id=i + 1, category_id=int(k[0]), iscrowd=0) for i, k in enumerate(uniq)]
+    r = pq_scores(pq_stats(*pan(target[0]), *pan(preds[0]), cats), np.array([c['isthing'] for c in cats], bool))
+    assert r['All']['pq_dagger'] == pytest.approx((0.8 + 0.5 + 1.0) / 3, abs=1e-12)
+    assert ref == pytest.approx(r['All']['pq_dagger'], abs=1e-6)  # torchmetrics divides in float32
+
+
+def _random_pair(rng, H=24, W=32, C=5, thing=(False, True, False, True, False)):
+    "A random ground truth (blocks of classes, instances for every thing pixel, some VOID) and a random prediction without VOID."
+    def blocks(n):
+        sem = np.zeros((H, W), np.int64); inst = np.zeros((H, W), np.int64)
+        for _ in range(n):
+            y, x, h, w = rng.integers(0, H), rng.integers(0, W), rng.integers(2, H), rng.integers(2, W)
+            c = int(rng.integers(0, C)); sem[y:y + h, x:x + w] = c; inst[y:y + h, x:x + w] = rng.integers(1, 4) if thing[c] else 0
+        return sem, inst
+    gs, gi = blocks(int(rng.integers(2, 9)))
+    th = np.asarray(thing)[gs]
+    gi = np.where(th & (gi == 0), 1, gi)
+    gs = np.where(rng.random((H, W)) < 0.03, 255, gs)  # scattered VOID pixels in the ground truth only
+    gs[:, :int(rng.integers(0, 5))] = 255
+    ps, pi = blocks(int(rng.integers(2, 9)))
+    pi = np.where(np.asarray(thing)[ps] & (pi == 0), 1, pi)
+    return gs, gi, ps, pi
+
+
+def test_pq_dagger_equals_torchmetrics_on_random_pairs():
+    """PQ† (and PQ) equal torchmetrics' ModifiedPanopticQuality (PanopticQuality) on random pairs without predicted VOID
+    and without crowd. torchmetrics departs from panopticapi on predicted VOID (it takes a ground-truth segment's pixels
+    predicted VOID out of the union, and does not count a ground-truth segment more than half predicted VOID as a FN),
+    so predictions here cover every pixel."""
+    import torchmetrics.detection as tm
+    thing = np.array([False, True, False, True, False])
+    things, stuffs = set(np.flatnonzero(thing).tolist()), set(np.flatnonzero(~thing).tolist())
+    rng = np.random.default_rng(0)
+    cats = [dict(id=c, isthing=int(t)) for c, t in enumerate(thing)]
+    checked = 0
+    for trial in range(30):
+        pairs = [_random_pair(rng) for _ in range(int(rng.integers(1, 4)))]
+        stats = sum(pq_stats(*sem_inst_to_panoptic(gs, gi, thing), *sem_inst_to_panoptic(ps, pi, thing, no_inst='void'), cats)
+                    for gs, gi, ps, pi in pairs)
+        mine = pq_scores(stats, thing)
+        tgt = torch.tensor(np.stack([np.stack([gs, np.where(gs == 255, 0, gi)], -1) for gs, gi, _, _ in pairs]))
+        prd = torch.tensor(np.stack([np.stack([ps, pi], -1) for _, _, ps, pi in pairs]))
+        ref_d = float(tm.ModifiedPanopticQuality(things=things, stuffs=stuffs)(prd, tgt))
+        ref = float(tm.PanopticQuality(things=things, stuffs=stuffs)(prd, tgt))
+        if np.isnan(ref_d): continue
+        assert mine['All']['pq_dagger'] == pytest.approx(ref_d, abs=1e-6), trial  # torchmetrics divides in float32
+        assert mine['All']['pq'] == pytest.approx(ref, abs=1e-6), trial
+        checked += 1
+    assert checked >= 25

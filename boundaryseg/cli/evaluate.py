@@ -13,6 +13,7 @@ from ..core import atomic_write
 from ..data.datasets import get_dataset, dataset_names
 from ..inference import load_model, evaluate, dense_outputs, predict_whole
 from .options import predict_kwargs, check_choice
+from ..panoptic.inference import evaluate_panoptic, panoptic_summary
 
 # %% ../../nbs/72_cli.evaluate.ipynb #df0327eb
 def _f(v): return None if v != v else round(float(v), 6)
@@ -76,6 +77,14 @@ def eval_cmd(model:str, # model file written by `boundaryseg train` (OUT/model.p
     ds = get_dataset(data, root, split)
     net, meta = load_model(model)
     check_classes(net, ds.spec.n_classes, model)
+    if 'panoptic' in getattr(net, 'eval_outputs', ()):  # Seamless: PQ / SQ / RQ, PQ†, mIoU, mask AP (panoptic.inference)
+        if kw['scales'] != (1.,) or flip or kw['crop']: raise ValueError("--scales, --flip, --crop: a panoptic model predicts whole images at one scale")
+        r = evaluate_panoptic(net, ds, bs=bs, out=Path(out)/'predictions' if out else None, formats=('panoptic', 'panoptic_cityscapes'))
+        txt, s = panoptic_summary(r, ds.spec.classes, f"{model} on {data} {split} ({len(ds)} images)")
+        if out:
+            with atomic_write(Path(out)/'metrics.json', 'w') as f: json.dump(dict(model=str(model), data=data, split=split, **s), f, indent=1)
+        print(txt)
+        return s
     res = evaluate(net, ds, ds.spec.n_classes, bs=bs, out=Path(out)/'predictions' if out else None, spec=ds.spec,
                    edge_protocol=edge_protocol, **kw)
     s = scores_json(res, ds.spec.classes)

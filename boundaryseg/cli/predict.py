@@ -7,7 +7,8 @@ __all__ = ['predict_cmd']
 
 # %% ../../nbs/73_cli.predict.ipynb #a328450c
 from ..data.labels import get_spec
-from ..inference import load_model, predict_folder, image_files, dense_outputs, formats_for
+from ..inference import load_model, predict_folder, image_files, model_outputs, formats_for
+from ..panoptic import inference as _panoptic  # registers the panoptic predictor and writers
 from .options import predict_kwargs
 
 # %% ../../nbs/73_cli.predict.ipynb #14c602b5
@@ -15,7 +16,7 @@ def predict_cmd(model:str, # model file written by `boundaryseg train` (OUT/mode
                 src:str, # image file or folder (searched recursively)
                 out:str='predictions', # output folder: one sub-folder per format
                 spec:str=None, # label spec for labelIds/colours (default: the one the model was trained with)
-                formats:str=None, # comma-separated: trainIds, labelIds, color (segmentation), edge (boundaries); default all of the model's
+                formats:str=None, # comma-separated: trainIds, labelIds, color (segmentation), edge (boundaries), panoptic (COCO), panoptic_cityscapes; default all of the model's
                 scales:str='1', # test scales, e.g. 0.75,1,1.25
                 flip:bool=False, # also average the mirrored image
                 crop:str=None, # sliding-window size H,W (default: whole images)
@@ -26,7 +27,7 @@ def predict_cmd(model:str, # model file written by `boundaryseg train` (OUT/mode
     kw = predict_kwargs(scales, flip, crop, stride)
     image_files(src)  # a missing or empty folder is reported before the model is loaded
     net, meta = load_model(model)
-    fmts = tuple(f for f in formats.split(',') if f) if formats else formats_for(dense_outputs(net))
+    fmts = tuple(f for f in formats.split(',') if f) if formats else formats_for(model_outputs(net))
     sp = get_spec(spec or meta.get('spec', 'cityscapes'))
     files = predict_folder(net, src, out, spec=sp, formats=fmts, bs=bs, **kw)
     print(f"wrote predictions of {len(files)} images to {out}/ ({', '.join(fmts)})")

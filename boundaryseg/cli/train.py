@@ -13,6 +13,7 @@ from ..learner import seg_learner
 from ..inference import save_model
 from .options import parse_size, check_model_args, check_choice, recipe_from_args
 from ..data.datasets import dataset_names
+from ..models.zoo import arch_spec
 
 # %% ../../nbs/71_cli.train.ipynb #2c74676e
 def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, out, resume:bool=False, workers:int=0,
@@ -24,7 +25,8 @@ def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, 
     given, bs = parse_size(size), bs or rec.bs
     size = given or rec.crop
     set_seed(seed)
-    def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, **(data_kw or {}))
+    targets = ('mask', 'inst') if 'panoptic' in arch_spec(arch).tasks else None  # panoptic models train on instances too
+    def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, targets=targets, **(data_kw or {}))
     try: dls = dls_for(size)
     except ValueError as e:
         if given or 'larger than the images' not in str(e): raise

@@ -147,15 +147,16 @@ def pq_scores(stats, # (K,5) summed `pq_stats`
     stats, isthing = np.asarray(stats, np.float64), np.asarray(isthing, bool)
     iou, tp, fp, fn, iou_d = stats.T
     used, denom = tp + fp + fn > 0, tp + 0.5 * fp + 0.5 * fn
+    dused = np.where(isthing, used, tp + fn > 0)  # where PQ†_c is defined: stuff needs ground truth (|S_c| > 0)
     with np.errstate(divide='ignore', invalid='ignore'):
         pq, rq = np.where(used, iou / denom, 0.), np.where(used, tp / denom, 0.)
         sq = np.where(tp > 0, iou / tp, 0.)
-        pqd = np.where(isthing, pq, np.where(tp + fn > 0, iou_d / (tp + fn), 0.))
+        pqd = np.where(isthing, pq, np.where(dused, iou_d / (tp + fn), np.nan))
     res = {}
     for name, sel in (('All', np.ones_like(isthing)), ('Things', isthing), ('Stuff', ~isthing)):
-        m = used & sel
-        mean = lambda x: float(x[m].mean()) if m.any() else float('nan')
-        res[name] = dict(pq=mean(pq), sq=mean(sq), rq=mean(rq), n=int(m.sum()), pq_dagger=mean(pqd))
+        m, md = used & sel, dused & sel
+        mean = lambda x, m=m: float(x[m].mean()) if m.any() else float('nan')
+        res[name] = dict(pq=mean(pq), sq=mean(sq), rq=mean(rq), n=int(m.sum()), pq_dagger=mean(pqd, md), n_dagger=int(md.sum()))
     ids = np.arange(len(stats)) if ids is None else ids
     res['per_class'] = {int(i): dict(pq=float(a), sq=float(b), rq=float(c), pq_dagger=float(d)) for i, a, b, c, d in zip(ids, pq, sq, rq, pqd)}
     return res

@@ -5,5 +5,6 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/29_models.zoo.ipynb #6719da04
+# %% ../../nbs/29_models.zoo.ipynb #9e747b57
 from .registry import ARCHS, Arch, register_arch, arch_spec, seg_model, SegModel
+from ..panoptic import model as _seamless  # registers 'seamless'
