@@ -19,7 +19,7 @@ from .datasets import get_dataset
 from . import synthetic  # registers the 'synthetic' dataset
 from .transforms import RandScaleCrop, RandFlip, PhotoMetric, FIELD_TYPES, TensorInstance
 
-# %% ../../nbs/02_data.block.ipynb #edc8bb10
+# %% ../../nbs/02_data.block.ipynb #f2cdf2b0
 _DTYPES = {'mask': None, 'inst': torch.int32, 'void': torch.bool, 'sp': torch.int32}
 
 class SegItems(torch.utils.data.Dataset):
@@ -44,8 +44,11 @@ class SegItems(torch.utils.data.Dataset):
         img = TensorImage(torch.from_numpy(np.ascontiguousarray(s['img'])).permute(2, 0, 1).contiguous())
         out = [img]
         for k in (*self.inputs, *self.targets):
-            if s.get(k) is None: raise DataError(f"{s.get('name', i)}: field {k!r} requested but {self.reader!r} does not provide it")
-            t = torch.from_numpy(np.ascontiguousarray(s[k]))
+            v = s.get(k)
+            if v is None and k == 'void' and 'mask' in s and not len(getattr(getattr(self.reader, 'spec', None), 'void_ids', ())):
+                v = np.zeros(s['mask'].shape, bool)  # the dataset has no void labels: no pixel is void
+            if v is None: raise DataError(f"{s.get('name', i)}: field {k!r} requested but {self.reader!r} does not provide it")
+            t = torch.from_numpy(np.ascontiguousarray(v))
             out.append(FIELD_TYPES[k](t if _DTYPES[k] is None else t.to(_DTYPES[k])))
         return tuple(out)
 
