@@ -5,5 +5,6 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/29_models.zoo.ipynb #6719da04
+# %% ../../nbs/29_models.zoo.ipynb #694fd5fb
 from .registry import ARCHS, Arch, register_arch, arch_spec, seg_model, SegModel
+from . import sbd, sbcb  # SBCB: boundary detectors, the `boundary_head` add-on, SBCB+ fusions
