@@ -42,7 +42,7 @@ def edge_targets(mask:Tensor, # (B,H,W) train ids (255: ignore and void)
     "The batch's boundary targets (`boundary_targets`), computed once per batch for all the terms that read them."
     return _LAST.get(mask, inst, void, n_classes, radius, classes, binary)
 
-# %% ../nbs/31_boundary_losses.ipynb #f4ad7208
+# %% ../nbs/31_boundary_losses.ipynb #ea63ee41
 def _check_edge(pred, mask, name, channels=None):
     if pred.ndim != 4 or pred.shape[0] != mask.shape[0] or pred.shape[-2:] != mask.shape[-2:]:
         raise ValueError(f"{name}: logits {tuple(pred.shape)} do not match mask {tuple(mask.shape)}; expected (B,K,H,W) at the mask's resolution")
@@ -56,6 +56,7 @@ def _mean(per_img, reduction):
 
 class MultiLabelEdgeLoss(Module):
     "SBCB's multi-label edge loss: BCE with a per-image positive weight clamp(N/P, 1, HW), targets made from the batch."
+    reads = ('inst', 'void')  # the batch targets it uses besides the mask (the learner warns when they are missing)
     def __init__(self,
                  radius:float=2, # boundary radius of the targets (SBCB: 2)
                  n_classes:int=None, # C of the mask; default the number of logit channels
@@ -82,7 +83,7 @@ def multilabel_edge_loss(pred:Tensor, # (B,K,H,W) logits
     l = F.binary_cross_entropy_with_logits(pred.float(), y, pos_weight=pw.view(-1, 1, 1, 1), reduction='none')
     return l.flatten(1).mean(1)
 
-# %% ../nbs/31_boundary_losses.ipynb #3ab8b983
+# %% ../nbs/31_boundary_losses.ipynb #ac2d54ce
 def binary_edge_loss(pred:Tensor, # (B,1,H,W) or (B,H,W) logits
                      y:Tensor, # targets of the same shape in {0,1}
                     ) -> Tensor: # (B,) per-image means of the weighted BCE
@@ -94,6 +95,7 @@ def binary_edge_loss(pred:Tensor, # (B,1,H,W) or (B,H,W) logits
 
 class BinaryEdgeLoss(Module):
     "The binary edge loss (DDS sides, BBCB) with its targets made from the batch: the union of the class boundaries."
+    reads = ('inst', 'void')
     def __init__(self,
                  radius:float=2, # boundary radius of the targets
                  n_classes:int=None, # C of the mask (checks its values); required

@@ -6,7 +6,8 @@
 __all__ = ['METRICS', 'MIXED_PRECISION', 'PolyDecay', 'recipe_lr', 'LRSchedule', 'param_groups', 'GatherDictPreds', 'SegLearner',
            'show_seg_results', 'register_metric', 'make_metrics', 'CPUAutocast', 'opt_func', 'seg_learner']
 
-# %% ../nbs/52_learner.ipynb #2ac4d0fc
+# %% ../nbs/52_learner.ipynb #98a4434f
+import warnings
 from functools import partial
 from pathlib import Path
 from unittest.mock import patch
@@ -208,7 +209,7 @@ def make_metrics(names, # metric names, e.g. an architecture's `Arch.metrics`
         out += factory(tuple(m for m in names if m in fam), n_classes, spec)
     return out
 
-# %% ../nbs/52_learner.ipynb #cd01cbba
+# %% ../nbs/52_learner.ipynb #73a2bdb9
 class CPUAutocast(MixedPrecision):
     "fastai's `MixedPrecision` with a CPU bfloat16 autocast region (fastai's always autocasts for CUDA)."
     def __init__(self): super().__init__(amp_mode=AMPMode.BF16)
@@ -244,6 +245,15 @@ def _n_classes(dls):
     raise ValueError("seg_learner: cannot read the number of classes from the DataLoaders (no n_classes, spec, c or vocab); "
                      "pass n_classes=")
 
+def _check_reads(loss_func):
+    "Warn when loss terms read targets (e.g. a boundary term's `inst`, `void`) that the batches do not carry."
+    if not hasattr(loss_func, 'names'): return
+    want = {t for n in loss_func.names for t in getattr(loss_func.fn(n), 'reads', ())}
+    missing = sorted(want - set(loss_func.target_names))
+    if missing: warnings.warn(f"seg_learner: loss terms read the targets {missing}, which the DataLoaders do not carry (target_names "
+                              f"{loss_func.target_names}); their targets are made without them. Build the DataLoaders with "
+                              f"seg_dataloaders(..., targets='auto') or targets=('mask', 'inst', 'void')")
+
 def opt_func(recipe:Recipe):
     "The fastai optimizer function of a recipe: torch's SGD (L2) or AdamW (decoupled) / Adam (L2) in `OptimWrapper`."
     if recipe.opt == 'sgd':
@@ -251,7 +261,7 @@ def opt_func(recipe:Recipe):
         return partial(OptimWrapper, opt=torch.optim.SGD, momentum=recipe.momentum, nesterov=recipe.nesterov)
     return partial(OptimWrapper, opt=torch.optim.Adam if recipe.l2 else torch.optim.AdamW)
 
-# %% ../nbs/52_learner.ipynb #9754863b
+# %% ../nbs/52_learner.ipynb #e1b80aa7
 def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
                 arch:str='fastfcn_encnet', # a registered architecture (`models.zoo`)
                 backbone:str='resnet50', # timm backbone name
@@ -284,6 +294,7 @@ def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
         weights = {**({'aux': 0} if not rec.aux and 'aux' in spec.losses else {}), **rec.loss_weights}
         loss_func = seg_loss(spec, n_classes, class_weight=cw, ohem=rec.ohem, weights=weights, **rec.loss_kw)
     if hasattr(loss_func, 'target_names'): loss_func.target_names = tuple(getattr(dls, 'target_names', loss_func.target_names))
+    _check_reads(loss_func)
     if metrics is None: metrics = make_metrics(spec.metrics, n_classes, getattr(dls, 'spec', None))
     groups = param_groups(model)
     mults = (1.,) if len(groups) == 1 else (1.,) + (rec.head_lr_mult,) * (len(groups) - 1)

@@ -14,7 +14,7 @@ from ..inference import save_model
 from .options import parse_size, check_model_args, check_choice, recipe_from_args
 from ..data.datasets import dataset_names
 
-# %% ../../nbs/71_cli.train.ipynb #2c74676e
+# %% ../../nbs/71_cli.train.ipynb #9055ca3d
 def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, out, resume:bool=False, workers:int=0,
               seed:int=0, pretrained:bool=False, data_kw:dict=None, **recipe):
     "Train with `seg_dataloaders` + `seg_learner` under the selected recipe; returns the learner."
@@ -24,7 +24,7 @@ def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, 
     given, bs = parse_size(size), bs or rec.bs
     size = given or rec.crop
     set_seed(seed)
-    def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, **(data_kw or {}))
+    def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, targets='auto', **(data_kw or {}))
     try: dls = dls_for(size)
     except ValueError as e:
         if given or 'larger than the images' not in str(e): raise

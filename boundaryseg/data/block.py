@@ -52,7 +52,7 @@ class SegItems(torch.utils.data.Dataset):
             out.append(FIELD_TYPES[k](t if _DTYPES[k] is None else t.to(_DTYPES[k])))
         return tuple(out)
 
-# %% ../../nbs/02_data.block.ipynb #e2a74e68
+# %% ../../nbs/02_data.block.ipynb #90baf6a6
 def seg_dataloaders(name:str='synthetic', # a registered dataset: 'synthetic', 'cityscapes', 'ade20k', 'voc', 'voc_aug', ...
                     root=None, # dataset root; None: the reader's default (the synthetic dataset: 'data/synthetic')
                     size=(256, 512), # training crop (H,W) or int
@@ -61,7 +61,7 @@ def seg_dataloaders(name:str='synthetic', # a registered dataset: 'synthetic', '
                     num_workers:int=0, # DataLoader worker processes
                     seed:int=None, # seed of the augmentation (per item and epoch, independent of workers) and shuffling
                     with_inst:bool=False, # add instance maps to the targets (`targets=('mask', 'inst')`)
-                    targets=None, # label fields after the inputs; default ('mask',) or ('mask', 'inst')
+                    targets=None, # label fields after the inputs; default ('mask',) or ('mask', 'inst'); 'auto': mask, inst if the reader has instances, void
                     inputs=(), # label fields the model takes after the image (e.g. ('sp',))
                     scale=(0.5, 2.0), # random scale range; None disables scaling and cropping
                     flip:bool=True, # random horizontal flip
@@ -74,6 +74,7 @@ def seg_dataloaders(name:str='synthetic', # a registered dataset: 'synthetic', '
     "fastai `DataLoaders` of `(img, *inputs, mask, *targets)` batches for the registered dataset `name`."
     size = (size, size) if isinstance(size, int) else tuple(size)
     readers = [get_dataset(name, root, s, **kwargs) for s in (train_split, valid_split)]
+    if targets == 'auto': targets = ('mask', *(('inst',) if all('inst' in r.items[0] for r in readers) else ()), 'void')
     targets = tuple(targets) if targets is not None else ('mask', 'inst') if with_inst else ('mask',)
     trn, val = SegItems(readers[0], 0, targets, inputs), SegItems(readers[1], 1, targets, inputs)
     h, w = trn[0][trn.n_inp].shape
