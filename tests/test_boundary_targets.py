@@ -61,3 +61,46 @@ def test_pipeline_targets_equal_pyedgeeval(tmp_path):
     _, yb, ib, vb = dls.valid.one_batch()
     full, novoid = boundary_targets(yb, 19, inst=ib, void=vb), boundary_targets(yb, 19, inst=ib)
     assert (novoid <= full).all() and 0.05 < 1 - novoid.sum().item() / full.sum().item() < 0.2
+
+
+def test_sbd_metrics_from_fastai_batches_equal_pyedgeeval(tmp_path):
+    """MF-ODS of `SBDMetrics` fed as fastai feeds it (the model's `edge` logits, the batch's mask / inst / void targets)
+    equals pyEdgeEval on the same predictions against its own GT (`convert_cityscapes` of the label files), within the
+    reference matcher's known spread. The fixture frame is upsampled 4x (512x1024) so the half-resolution tolerance is 2 px."""
+    from PIL import Image
+    from types import SimpleNamespace
+    from boundaryseg.metrics.sbd import SBDMetrics
+    from test_metrics_sbd import ref_eval, soft_from_gt, check_against_ref, ours
+    root = tmp_path/'cs'
+    up = lambda a: a.repeat(4, 0).repeat(4, 1)
+    src = {k: FX/'cityscapes'/d/'val'/f'{STEM}_{k}.png' for k, d in (('leftImg8bit', 'leftImg8bit'), ('gtFine_labelIds', 'gtFine'),
+                                                                     ('gtFine_instanceIds', 'gtFine'))}
+    for k, d in (('leftImg8bit', 'leftImg8bit'), ('gtFine_labelIds', 'gtFine'), ('gtFine_instanceIds', 'gtFine')):
+        f = root/d/'val'/f'{STEM}_{k}.png'
+        f.parent.mkdir(parents=True, exist_ok=True)
+        a = load_image(src[k]) if k == 'leftImg8bit' else load_ids(src[k])
+        Image.fromarray(up(a).astype(np.uint16 if k.endswith('instanceIds') else np.uint8)).save(f)
+    ref_run('ref_pyedgeeval.py', dict(op='gt', label=str(root/'gtFine'/'val'/f'{STEM}_gtFine_labelIds.png'),
+                                      inst=str(root/'gtFine'/'val'/f'{STEM}_gtFine_instanceIds.png'), out=str(tmp_path/'gt.npy'),
+                                      radius=1, thin=True, convert_scale=0.5, eval_scale=1.0), tmp_path)
+    gt = np.load(tmp_path/'gt.npy')
+    pred = soft_from_gt(gt, np.random.default_rng(5))
+    dls = seg_dataloaders('cityscapes', root, size=(256, 256), bs=1, train_split='val', valid_split='val', targets=('mask', 'inst', 'void'), device='cpu')
+    _, yb, ib, vb = dls.valid.one_batch()
+    assert yb.shape == (1, 512, 1024)
+    logits = torch.logit(torch.from_numpy(pred).float()).repeat_interleave(2, -2).repeat_interleave(2, -1)[None]
+    views = list(SBDMetrics(19, 'cityscapes-thin', which=('mf_ods', 'mf_ois', 'map'), thing_ids=CITYSCAPES.thing_ids.tolist(), quantize=True,
+                            valid_fn=None))
+    learn = SimpleNamespace(pred={'edge': logits}, yb=(yb, ib, vb), dls=SimpleNamespace(target_names=('mask', 'inst', 'void')), dl=None)
+    for v in views: v.reset()
+    for v in views: v.accumulate(learn)
+    acc = views[0].acc
+    rc, rm = ref_eval(tmp_path, pred[None], gt[None], max_dist=0.0035, apply_thinning=True)
+    np.testing.assert_array_equal(acc.total[..., 1], rc.sum(0)[..., 1])  # the GT made from the batch is pyEdgeEval's
+    check_against_ref(acc.total[None], acc.scores(), rc, rm)
+    ref_mf = np.mean([m['ODS_f1'] for m in rm])
+    assert abs(views[0].value - ref_mf) <= 0.002, (views[0].value, ref_mf)
+    # without the void target the GT differs from pyEdgeEval's
+    for v in views: v.reset()
+    views[0].accumulate(SimpleNamespace(**{**vars(learn), 'yb': (yb, ib), 'dls': SimpleNamespace(target_names=('mask', 'inst'))}))
+    assert views[0].acc.total[..., 1].sum() < rc.sum(0)[..., 1].sum()
