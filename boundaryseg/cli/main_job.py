@@ -15,7 +15,7 @@ from .train import fit_model
 from .evaluate import scores_json, summary_table
 from ..models.sbcb import boundary_outputs
 
-# %% ../../nbs/74_cli.main_job.ipynb #7e32df3b
+# %% ../../nbs/74_cli.main_job.ipynb #a8c6d4ff
 def write_figures(out, # report folder
                   res:dict, # from `inference.evaluate` (with `examples`)
                   spec, # `LabelSpec`
@@ -67,6 +67,7 @@ def main_cmd(out:str='report', # report folder
     matplotlib.use('Agg')
     from boundaryseg.vis import data_report
     recipe['recipe'] = recipe.get('recipe') or 'main'
+    if recipe.get('boundary_head') is None: recipe['boundary_head'] = 'casenet'  # the main job is boundary-aware (`--boundary_head none`: not)
     t0, out = time.time(), Path(out)
     check_model_args(arch, backbone)
     rec, _ = recipe_from_args(arch, **dict(recipe))  # refuse bad options before any data is generated

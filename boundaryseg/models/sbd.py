@@ -97,7 +97,7 @@ class SBDHead(Module):
 
     def forward(self, feats:list, size): return self.outputs([l(feats[i], size) for l, i in zip(self.layers, self.idx)], feats, size)
 
-# %% ../../nbs/17_models.sbd.ipynb #501e1f45
+# %% ../../nbs/17_models.sbd.ipynb #00a29b5a
 class SBDModel(SegModel):
     "A boundary detector: backbone -> `SBDHead` at the input's size; `edge` in eval, every output in training."
     def decode(self, feats, size, *extra): return self.head(feats, size)
@@ -114,7 +114,9 @@ def build_sbd(backbone, # a `Backbone`
               kind:str='casenet', # 'casenet', 'dff', 'dds'
               binary:bool=False, # BBCB
               sides=None, # see `SBDHead`
-              norm:str='bn', **kwargs) -> SBDModel:
+              norm:str='bn',
+              width:int=None, # unused: the heads' channels are 1 or K; accepted so that a recipe fixing a width (`main`) applies
+              **kwargs) -> SBDModel:
     "A single-task boundary detector on `backbone`."
     return SBDModel(backbone, SBDHead(backbone.channels, n_classes, kind, sides, binary, norm_layer=norm_layer(norm), **kwargs),
                     eval_outputs=('edge',))
