@@ -1,6 +1,7 @@
 """SBCB: the training-only boundary head on every registered segmentation architecture (in eval: the baseline's
 parameters and outputs, weights that load into the plain model), training through `seg_learner` with the boundary
 terms, the single-task detectors through `evaluate` and the command line (per-class boundary PNGs), and bad input."""
+import json
 import subprocess
 import warnings
 from pathlib import Path
@@ -12,7 +13,7 @@ from PIL import Image
 from boundaryseg.models.zoo import ARCHS, seg_model
 from boundaryseg.data.block import seg_dataloaders
 from boundaryseg.learner import seg_learner
-from boundaryseg.inference import save_model, load_model, evaluate
+from boundaryseg.inference import save_model, load_model
 from boundaryseg.test_utils import tiny_dls
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,10 +80,15 @@ def test_detector_evaluate_and_cli(tmp_path):
     net, meta = load_model(tmp_path/'run'/'model.pth', device='cpu')
     assert net.eval_outputs == ('edge',) and meta['recipe'] == 'sbcb'
     ds = seg_dataloaders('synthetic', root, size=(64, 128), bs=1).valid.dataset.reader
-    res = evaluate(net, [ds[0], ds[1]], 19, progress=False, out=tmp_path/'pred', edge_protocol='cityscapes-raw', thresholds=9)
-    assert 0 <= res['edge']['mf_ods'] <= 1 and 'miou' not in res
-    png = sorted((tmp_path/'pred'/'edge').glob('class_*/*.png'))
-    assert len(png) == 2 * 19 and Image.open(png[0]).mode == 'L'  # pyEdgeEval's layout: class_XXX/<name>.png, 8-bit
+    env = {'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'}
+    r = subprocess.run([str(EXE), 'eval', tmp_path/'run'/'model.pth', '--root', root, '--out', tmp_path/'ev', '--edge_protocol', 'cityscapes-raw'],
+                       capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'MF-ODS' in r.stdout and 'mIoU' not in r.stdout
+    s = json.loads((tmp_path/'ev'/'metrics.json').read_text())
+    assert 0 <= s['edge']['mf_ods'] <= 1 and s['edge']['protocol'] == 'cityscapes-raw'
+    png = sorted((tmp_path/'ev'/'predictions'/'edge').glob('class_*/*.png'))
+    assert len(png) == len(ds) * 19 and Image.open(png[0]).mode == 'L'  # pyEdgeEval's layout: class_XXX/<name>.png, 8-bit
     r = subprocess.run([str(EXE), 'predict', tmp_path/'run'/'model.pth', ds.items[0]['img'], '--out', tmp_path/'p2'], capture_output=True,
                        text=True, timeout=600, cwd=tmp_path, env={'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'})
     assert r.returncode == 0, r.stderr[-3000:]
