@@ -4,6 +4,7 @@ papers' numbers.
     .venv/bin/python bench/bench_costs.py            # the table (ours vs paper, ratio)
     .venv/bin/python bench/bench_costs.py --json     # the rows as a JSON list of {model, params, gflops, paper_params, paper_gflops}
     .venv/bin/python bench/bench_costs.py --only sbcb  # the rows of one file
+    .venv/bin/python bench/bench_costs.py --only sbcb --out bench/results/sbcb_costs.json   # rows kept for a tutorial
 
 Rows come from the `bench/costs_*.py` files, one per method; each defines `ROWS`, a list of dicts:
 `model` (name), `build` (a function returning the model), `size` (input H, W), `paper_params`, `paper_gflops` (None where
@@ -47,6 +48,7 @@ def main():
     ap.add_argument('--json', action='store_true', help='print the rows as a JSON list')
     ap.add_argument('--only', nargs='*', help='only these costs_<name>.py files')
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--out', default=str(HERE/'out'/'costs.json'), help='where the rows are written as JSON')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = []
@@ -61,8 +63,8 @@ def main():
                   f"{'%9.2fM' % (pp / 1e6) if pp else '        -'} {rp}  {res['gflops']:9.1f} {'%8.1f' % pg if pg else '       -'} {rg}  {res['rules']}",
                   flush=True)
     if a.json: print(json.dumps([{k: r[k] for k in ('model', 'params', 'gflops', 'paper_params', 'paper_gflops')} for r in out], indent=1))
-    (HERE/'out').mkdir(exist_ok=True)
-    (HERE/'out'/'costs.json').write_text(json.dumps(out, indent=1))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == '__main__':

@@ -304,7 +304,7 @@ def predict_folder(model:nn.Module, # a segmentation (or boundary) model
         if WRITERS[f].get('finish'): WRITERS[f]['finish'](Path(out)/f, spec)
     return files
 
-# %% ../nbs/60_inference.ipynb #b14cb7ef
+# %% ../nbs/60_inference.ipynb #dfcbe652
 def evaluate(model:nn.Module, # a segmentation (or boundary) model
              ds, # dataset reader (or list) of samples {'img', 'mask', 'name'[, 'inst']}
              n_classes:int, # C
@@ -343,7 +343,10 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
         if sbd is not None:
             insts = [store[i].get('inst') for i, _ in batch]
             inst = torch.from_numpy(np.stack(insts)) if sbd.proto.instance_sensitive and all(v is not None for v in insts) else None
-            gt = eval_boundaries(gts, n_classes, protocol=sbd.proto.gt_protocol, inst=inst, thing_ids=sbd.thing_ids, scale=sbd.proto.scale)
+            voids = [store[i].get('void') for i, _ in batch]
+            void = torch.from_numpy(np.stack(voids)) if all(v is not None for v in voids) else None
+            gt = eval_boundaries(gts, n_classes, protocol=sbd.proto.gt_protocol, inst=inst, thing_ids=sbd.thing_ids, scale=sbd.proto.scale,
+                                 void=void, border=sbd.proto.border)
             sbd.update(resize_nearest(torch.from_numpy(preds['edge']), tuple(gt.shape[-2:])), gt,
                        resize_nearest(gts, tuple(gt.shape[-2:])) if sbd.proto.kill_internal else None)
         for b, (i, img) in enumerate(batch):

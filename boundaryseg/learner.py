@@ -6,7 +6,8 @@
 __all__ = ['METRICS', 'MIXED_PRECISION', 'PolyDecay', 'recipe_lr', 'LRSchedule', 'param_groups', 'GatherDictPreds', 'SegLearner',
            'show_seg_results', 'register_metric', 'make_metrics', 'CPUAutocast', 'opt_func', 'seg_learner']
 
-# %% ../nbs/52_learner.ipynb #fe5ec22a
+# %% ../nbs/52_learner.ipynb #3b785278
+import warnings
 from functools import partial
 from pathlib import Path
 from unittest.mock import patch
@@ -31,6 +32,7 @@ from .vis import show_results_grid
 from .models.registry import seg_splitter, arch_spec
 from .models.zoo import seg_model
 from .losses import seg_loss, class_frequencies, class_weights
+from . import boundary_losses  # registers the boundary loss kinds ('multilabel_edge', 'binary_edge')
 from .metrics.semantic import SegMetrics
 from .metrics.bfscore import BFScores
 from .metrics.sbd import SBDMetrics
@@ -38,13 +40,13 @@ from .metrics.panoptic import PanopticMetrics
 from .callbacks import LossTermsCallback, TerminateOnNonFinite, CheckpointCallback, SegCSVLogger
 from .recipes import Recipe, RECIPE_FIELDS, get_recipe
 
-# %% ../nbs/52_learner.ipynb #5fa2fc17
+# %% ../nbs/52_learner.ipynb #5a482fac
 class PolyDecay:
     "Annealer `end + (start-end)·(1-pos)^power` (DeepLab's poly); `start` may be an array (one value per parameter group)."
     def __init__(self, start, end=0., power:float=0.9): store_attr()
     def __call__(self, pos:float): return self.end + (np.asarray(self.start) - self.end) * (1 - pos) ** self.power
 
-# %% ../nbs/52_learner.ipynb #b978a02a
+# %% ../nbs/52_learner.ipynb #26d9b8c0
 def recipe_lr(start, # the group's initial lr (a number or an array, one per group)
               recipe:Recipe, # its schedule fields
               pos:float, # fraction of training done, t/T
@@ -59,7 +61,7 @@ def recipe_lr(start, # the group's initial lr (a number or an array, one per gro
     if recipe.warmup and it < recipe.warmup: lr = lr * (recipe.warmup_ratio + (1 - recipe.warmup_ratio) * it / recipe.warmup)
     return lr
 
-# %% ../nbs/52_learner.ipynb #bedd9966
+# %% ../nbs/52_learner.ipynb #692874df
 class LRSchedule(ParamScheduler):
     "A recipe's learning-rate schedule per iteration, one multiplier per parameter group."
     order = 52
@@ -81,13 +83,13 @@ class LRSchedule(ParamScheduler):
         self.scheds = {'lr': partial(recipe_lr, lrs * mults, self.recipe, total=total)}
         super().before_fit()
 
-# %% ../nbs/52_learner.ipynb #2dddafc5
+# %% ../nbs/52_learner.ipynb #21269f72
 def param_groups(model:nn.Module) -> list:
     "fastai splitter: [backbone, heads] for models with `backbone` and `head_modules()`, else one group of all parameters."
     if hasattr(model, 'backbone') and hasattr(model, 'head_modules'): return seg_splitter(model)
     return [trainable_params(model)]
 
-# %% ../nbs/52_learner.ipynb #1e3c6966
+# %% ../nbs/52_learner.ipynb #b2941939
 class GatherDictPreds(GatherPredsCallback):
     "fastai's `GatherPredsCallback`, except that a dict of predictions stays a dict (fastai's `detuplify` indexes a 1-entry dict with 0)."
     def after_validate(self):
@@ -97,7 +99,7 @@ class GatherDictPreds(GatherPredsCallback):
         super().after_validate()
         if dicts: self.preds, self.with_preds = to_concat(preds, dim=self.concat_dim), True
 
-# %% ../nbs/52_learner.ipynb #77bcf0f8
+# %% ../nbs/52_learner.ipynb #857b2b97
 def _handles(cb, event_name):
     "Whether callback `cb` has a method for `event_name` (its class's, or one given to `Callback(**kwargs)`)."
     return event_name in cb.__dict__ or any(event_name in vars(k) for k in type(cb).__mro__)
@@ -146,7 +148,7 @@ class SegLearner(Learner):
         "Image | truth | prediction | errors for `max_n` samples (see `show_seg_results`)."
         return show_seg_results(self, n=max_n, ds_idx=ds_idx, dl=dl, **kwargs)
 
-# %% ../nbs/52_learner.ipynb #211cface
+# %% ../nbs/52_learner.ipynb #66a113e1
 def show_seg_results(learn, # a Learner whose model returns {'seg': logits, ...}
                      n:int=4, # number of samples (rows)
                      ds_idx:int=1, # loader to draw from when `dl` is None: 0 train, 1 valid
@@ -177,7 +179,7 @@ def show_seg_results(learn, # a Learner whose model returns {'seg': logits, ...}
         fig.savefig(out, dpi=80)
     return fig
 
-# %% ../nbs/52_learner.ipynb #749d1f44
+# %% ../nbs/52_learner.ipynb #fa3c8a9d
 METRICS = {}
 
 def register_metric(names, # the metric names this family provides
@@ -214,7 +216,7 @@ def make_metrics(names, # metric names, e.g. an architecture's `Arch.metrics`
         out += factory(tuple(m for m in names if m in fam), n_classes, spec)
     return out
 
-# %% ../nbs/52_learner.ipynb #7f6965ff
+# %% ../nbs/52_learner.ipynb #73a2bdb9
 class CPUAutocast(MixedPrecision):
     "fastai's `MixedPrecision` with a CPU bfloat16 autocast region (fastai's always autocasts for CUDA)."
     def __init__(self): super().__init__(amp_mode=AMPMode.BF16)
@@ -250,6 +252,15 @@ def _n_classes(dls):
     raise ValueError("seg_learner: cannot read the number of classes from the DataLoaders (no n_classes, spec, c or vocab); "
                      "pass n_classes=")
 
+def _check_reads(loss_func):
+    "Warn when loss terms read targets (e.g. a boundary term's `inst`, `void`) that the batches do not carry."
+    if not hasattr(loss_func, 'names'): return
+    want = {t for n in loss_func.names for t in getattr(loss_func.fn(n), 'reads', ())}
+    missing = sorted(want - set(loss_func.target_names))
+    if missing: warnings.warn(f"seg_learner: loss terms read the targets {missing}, which the DataLoaders do not carry (target_names "
+                              f"{loss_func.target_names}); their targets are made without them. Build the DataLoaders with "
+                              f"seg_dataloaders(..., targets='auto') or targets=('mask', 'inst', 'void')")
+
 def opt_func(recipe:Recipe):
     "The fastai optimizer function of a recipe: torch's SGD (L2) or AdamW (decoupled) / Adam (L2) in `OptimWrapper`."
     if recipe.opt == 'sgd':
@@ -257,7 +268,7 @@ def opt_func(recipe:Recipe):
         return partial(OptimWrapper, opt=torch.optim.SGD, momentum=recipe.momentum, nesterov=recipe.nesterov)
     return partial(OptimWrapper, opt=torch.optim.Adam if recipe.l2 else torch.optim.AdamW)
 
-# %% ../nbs/52_learner.ipynb #31912e05
+# %% ../nbs/52_learner.ipynb #25b28fd1
 def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
                 arch:str='fastfcn_encnet', # a registered architecture (`models.zoo`)
                 backbone:str='resnet50', # timm backbone name
@@ -292,6 +303,7 @@ def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
         weights = {**({'aux': 0} if not rec.aux and 'aux' in spec.losses else {}), **rec.loss_weights}
         loss_func = seg_loss(spec, n_classes, class_weight=cw, ohem=rec.ohem, weights=weights, **rec.loss_kw)
     if hasattr(loss_func, 'target_names'): loss_func.target_names = tuple(getattr(dls, 'target_names', loss_func.target_names))
+    _check_reads(loss_func)
     if metrics is None: metrics = make_metrics(spec.metrics, n_classes, getattr(dls, 'spec', None))
     groups = param_groups(model)
     mults = (1.,) if len(groups) == 1 else (1.,) + (rec.head_lr_mult,) * (len(groups) - 1)

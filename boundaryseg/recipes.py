@@ -65,7 +65,7 @@ class Recipe:
 
 RECIPE_FIELDS = tuple(f.name for f in fields(Recipe))
 
-# %% ../nbs/51_recipes.ipynb #6eaeb0e2
+# %% ../nbs/51_recipes.ipynb #f6743542
 RECIPES = {}
 
 def register_recipe(r:Recipe):
@@ -88,7 +88,7 @@ register_recipe(Recipe('msci', 'MSCI Sec. 5 (momentum and weight decay: Caffe de
                        schedule='step', milestones=(0.5,), aux=False, crop=(512, 512), bs=12, iters=120_000))
 register_recipe(Recipe('main', 'the main job on the synthetic dataset (70_cli)', opt='adamw', lr=2e-3, wd=1e-2,
                        head_lr_mult=1., class_weight='sqrt', mixed_precision='auto', crop=(128, 256), bs=8, epochs=80,
-                       model_kw={'width': 128}))
+                       model_kw={'width': 128}, loss_kw={'radius': 2}))
 
 def get_recipe(recipe='fastfcn', # a name of `RECIPES` or a `Recipe`
                **overrides, # fields to change (None: keep)

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['ERROR_RGB', 'IGNORE_RGB', 'save_fig', 'overlay', 'instance_colors', 'boundary_colors', 'show_sample', 'show_seg',
-           'error_map', 'show_results', 'show_results_grid', 'draw_boundaries', 'show_boundaries', 'show_batch_grid',
-           'show_seg_batch', 'show_batch', 'data_report']
+           'error_map', 'show_results', 'show_results_grid', 'draw_boundaries', 'show_boundaries', 'edge_colors',
+           'show_edge_maps', 'show_batch_grid', 'show_seg_batch', 'show_batch', 'data_report']
 
 # %% ../nbs/03_vis.ipynb #2ddf7644
 import json
@@ -185,7 +185,31 @@ def show_boundaries(img:np.ndarray, # uint8 (H,W,3) RGB
     for a, (t, im) in zip(axs, panels): _show(a, im, t)
     return axs
 
-# %% ../nbs/03_vis.ipynb #6a715d89
+# %% ../nbs/03_vis.ipynb #de65dbca
+def edge_colors(prob, # (K,H,W) boundary probabilities in [0,1] (or binary targets)
+                spec, # `LabelSpec` or its name (palette)
+               ) -> np.ndarray: # (H,W,3) uint8
+    "Per-class boundary probabilities as one image: the colour of the most probable class, scaled by its probability."
+    p = np.asarray(prob.detach().cpu() if isinstance(prob, torch.Tensor) else prob, np.float32)
+    pal = get_spec(spec).palette.astype(np.float32)
+    if p.shape[0] != len(pal): raise ValueError(f"prob has {p.shape[0]} classes, the spec {len(pal)}")
+    return (pal[p.argmax(0)] * p.max(0)[..., None]).round().clip(0, 255).astype(np.uint8)
+
+def show_edge_maps(imgs, # uint8 (H,W,3) images
+                   targets, # (K,H,W) binary boundary targets per image
+                   probs, # (K,H,W) predicted boundary probabilities per image
+                   spec='cityscapes', # `LabelSpec` or its name
+                   title:str='prediction', # title of the prediction column
+                  ):
+    "Rows of image | semantic boundary targets | predicted semantic boundaries."
+    n = len(imgs)
+    axs = _axes(None, 3 * n, figsize=(12, 4 * n * imgs[0].shape[0] / imgs[0].shape[1] + 0.6), ncols=3)
+    for i, (im, t, p) in enumerate(zip(imgs, targets, probs)):
+        for a, (tt, x) in zip(axs[3 * i:3 * i + 3], [('image', im), ('boundary targets', edge_colors(t, spec)), (title, edge_colors(p, spec))]):
+            _show(a, x, tt if i == 0 else None)
+    return axs
+
+# %% ../nbs/03_vis.ipynb #d9369249
 def show_batch_grid(imgs, # uint8 images (N,H,W,3) or a list of them
                     masks, # train ids, one per image (255 = ignore)
                     spec='cityscapes', # `LabelSpec` or its name
@@ -202,7 +226,7 @@ def show_batch_grid(imgs, # uint8 images (N,H,W,3) or a list of them
     for i, a in enumerate(axs): _show(a, overlay(np.asarray(imgs[i]), np.asarray(masks[i]), spec, alpha), titles[i] if titles else None)
     return axs[0].figure
 
-# %% ../nbs/03_vis.ipynb #61fbca94
+# %% ../nbs/03_vis.ipynb #0687ed75
 def _batch_images(x):
     "A batch's images as uint8 (B,H,W,3): normalised floats are denormalised, decoded integer images only converted."
     if x.is_floating_point(): return denormalize(x)
@@ -239,7 +263,7 @@ def show_batch(x:TensorImage, y:TensorMask, samples, ctxs=None, max_n=4, nrows=N
     spec = kwargs.get('spec') or get_spec('cityscapes')
     return show_seg_batch(tuple(torch.stack([s[i] for s in samples]) for i in range(len(samples[0]))), spec, max_n)
 
-# %% ../nbs/03_vis.ipynb #fa79241e
+# %% ../nbs/03_vis.ipynb #4eef4794
 def data_report(out='report', # output folder
                 root='data/synthetic', # synthetic dataset root (generated if missing)
                 size=(256, 512), # training crop

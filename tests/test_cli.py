@@ -113,8 +113,10 @@ def test_main_job_report(main_job):
     assert abs(met['miou'] - float(m.group(1))) < 1e-4
     assert set(met['iou']) >= {'road', 'car', 'sky'} and set(met['bf']) == {'3px', '5px', '9px', '12px'}
     assert met['n_images'] == 2 and met['config']['epochs'] == 1
-    for f in ('batch.png', 'boundaries.png', 'results.png', 'pred_boundaries.png', 'iou.png', 'loss.png', 'model.pth'):
+    for f in ('batch.png', 'boundaries.png', 'results.png', 'pred_boundaries.png', 'iou.png', 'loss.png', 'model.pth', 'pred_edges.png', 'edge_pr.png'):
         assert (rep/f).stat().st_size > 0, f
+    # boundary-aware: trained with SBCB's CASENet head (training only), whose boundaries are scored too
+    assert met['config']['boundary_head'] == 'casenet' and 0 <= met['edge']['mf_ods'] <= 1 and 'MF-ODS' in r.stdout
     for fmt in ('trainIds', 'labelIds', 'color'): assert len(list((rep/'predictions'/fmt).glob('*.png'))) == 2, fmt
 
 

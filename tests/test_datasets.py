@@ -71,7 +71,7 @@ def test_cityscapes_instances_equal_instance_ids():
     np.testing.assert_array_equal(s['inst'][thing], raw[thing])
     assert (s['inst'][~thing] == 0).all()
     assert set(np.unique(s['inst'][thing]) // 1000) == {24, 26}                  # persons and cars (MANIFEST)
-    assert CityscapesDataset(FX/'cityscapes', 'val', instances=False)[0].keys() == {'img', 'mask', 'name'}
+    assert CityscapesDataset(FX/'cityscapes', 'val', instances=False)[0].keys() == {'img', 'mask', 'void', 'name'}
 
 
 @needs_fx

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['write_figures', 'main_cmd']
 
-# %% ../../nbs/74_cli.main_job.ipynb #98dcea69
+# %% ../../nbs/74_cli.main_job.ipynb #13a6dfcf
 import json, time
 from pathlib import Path
 from ..core import atomic_write
@@ -13,23 +13,34 @@ from ..inference import save_model, evaluate
 from .options import parse_size, check_model_args, recipe_from_args
 from .train import fit_model
 from .evaluate import scores_json, summary_table
+from ..models.sbcb import boundary_outputs
 
-# %% ../../nbs/74_cli.main_job.ipynb #ae9d4bfe
+# %% ../../nbs/74_cli.main_job.ipynb #a8c6d4ff
 def write_figures(out, # report folder
                   res:dict, # from `inference.evaluate` (with `examples`)
                   spec, # `LabelSpec`
                   learn=None, # the Learner, for the loss curve
+                  ds=None, # the evaluated reader: boundary targets of the examples (with their instances and void)
                  ) -> list: # written file names
-    "The report's result figures: results, prediction boundaries, per-class IoU, loss curve."
+    "The report's result figures: results, prediction boundaries, predicted semantic boundaries, per-class IoU, PR curves, loss curve."
     import matplotlib.pyplot as plt
-    from boundaryseg.vis import show_results_grid, show_boundaries, save_fig
+    from boundaryseg.vis import show_results_grid, show_boundaries, show_edge_maps, save_fig
     from boundaryseg.metrics.semantic import plot_iou
+    from boundaryseg.metrics.sbd import plot_pr
+    from boundaryseg.data.boundaries import boundary_targets
     out, ex = Path(out), res['examples']
     imgs, masks, preds = zip(*((i, m, p['seg']) for i, m, p in ex))
     save_fig(show_results_grid(imgs, masks, preds, spec=spec), out/'results.png')
     save_fig(show_boundaries(imgs[0], masks[0], preds[0], spec)[0].figure, out/'pred_boundaries.png')
     save_fig(plot_iou(res, spec.classes).figure, out/'iou.png')
     names = ['results.png', 'pred_boundaries.png', 'iou.png']
+    if 'edge' in res and ds is not None:
+        ss = [ds[i] for i in range(min(2, len(ex)))]
+        tg = [boundary_targets(s['mask'], spec.n_classes, inst=s.get('inst'), void=s.get('void')) for s in ss]
+        save_fig(show_edge_maps([s['img'] for s in ss], tg, [p['edge'] for _, _, p in ex[:len(ss)]], spec, 'SBCB head (sigmoid)')[0].figure,
+                 out/'pred_edges.png')
+        save_fig(plot_pr(res['edge'], spec.classes).figure, out/'edge_pr.png')
+        names += ['pred_edges.png', 'edge_pr.png']
     if learn is not None:
         learn.recorder.plot_loss()
         save_fig(plt.gcf(), out/'loss.png')
@@ -48,6 +59,7 @@ def main_cmd(out:str='report', # report folder
              resume:bool=False, # continue an interrupted run from OUT/train/models/last.pth
              workers:int=0, # DataLoader worker processes
              seed:int=0, # random seed
+             thresholds:int=33, # thresholds of the boundary head's MF-ODS (pyEdgeEval: 99)
              **recipe, # recipe options (default recipe: main)
             ):
     "The main job: synthetic data, train, evaluate (mIoU, per-class IoU, boundary F-score), write a report."
@@ -55,6 +67,7 @@ def main_cmd(out:str='report', # report folder
     matplotlib.use('Agg')
     from boundaryseg.vis import data_report
     recipe['recipe'] = recipe.get('recipe') or 'main'
+    if recipe.get('boundary_head') is None: recipe['boundary_head'] = 'casenet'  # the main job is boundary-aware (`--boundary_head none`: not)
     t0, out = time.time(), Path(out)
     check_model_args(arch, backbone)
     rec, _ = recipe_from_args(arch, **dict(recipe))  # refuse bad options before any data is generated
@@ -69,9 +82,11 @@ def main_cmd(out:str='report', # report folder
     spec, ds = learn.dls.spec, learn.dls.valid.dataset.reader
     save_model(learn.model, out/'model.pth', meta=dict(spec=spec.name, data='synthetic', size=list(sz), recipe=learn.recipe.name))
     t = time.time()
-    res = evaluate(learn.model, ds, spec.n_classes, out=out/'predictions', spec=spec, formats=('trainIds', 'labelIds', 'color'), keep=4)
+    with boundary_outputs(learn.model) as m:
+        res = evaluate(m, ds, spec.n_classes, out=out/'predictions', spec=spec, formats=('trainIds', 'labelIds', 'color'), keep=4,
+                       thresholds=thresholds)
     times['eval'] = time.time() - t
-    figs = write_figures(out, res, spec, learn)
+    figs = write_figures(out, res, spec, learn, ds)
     times['total'] = time.time() - t0
     s = scores_json(res, spec.classes)
     r = learn.recipe

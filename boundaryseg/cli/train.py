@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['fit_model', 'train_cmd']
 
-# %% ../../nbs/71_cli.train.ipynb #5f48b681
+# %% ../../nbs/71_cli.train.ipynb #d996f16f
 from pathlib import Path
 from ..core import set_seed
 from ..data.block import seg_dataloaders
@@ -15,7 +15,7 @@ from .options import parse_size, check_model_args, check_choice, recipe_from_arg
 from ..data.datasets import dataset_names
 from ..models.zoo import arch_spec
 
-# %% ../../nbs/71_cli.train.ipynb #2c74676e
+# %% ../../nbs/71_cli.train.ipynb #c63cf06d
 def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, out, resume:bool=False, workers:int=0,
               seed:int=0, pretrained:bool=False, data_kw:dict=None, **recipe):
     "Train with `seg_dataloaders` + `seg_learner` under the selected recipe; returns the learner."
@@ -25,7 +25,8 @@ def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, 
     given, bs = parse_size(size), bs or rec.bs
     size = given or rec.crop
     set_seed(seed)
-    targets = ('mask', 'inst') if 'panoptic' in arch_spec(arch).tasks else None  # panoptic models train on instances too
+    # panoptic models train on (mask, inst); the others take every target the reader has ('auto': mask, inst, void)
+    targets = ('mask', 'inst') if 'panoptic' in arch_spec(arch).tasks else 'auto'
     def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, targets=targets, **(data_kw or {}))
     try: dls = dls_for(size)
     except ValueError as e:

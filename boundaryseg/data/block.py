@@ -19,7 +19,7 @@ from .datasets import get_dataset
 from . import synthetic  # registers the 'synthetic' dataset
 from .transforms import RandScaleCrop, RandFlip, PhotoMetric, FIELD_TYPES, TensorInstance
 
-# %% ../../nbs/02_data.block.ipynb #edc8bb10
+# %% ../../nbs/02_data.block.ipynb #f2cdf2b0
 _DTYPES = {'mask': None, 'inst': torch.int32, 'void': torch.bool, 'sp': torch.int32}
 
 class SegItems(torch.utils.data.Dataset):
@@ -44,12 +44,15 @@ class SegItems(torch.utils.data.Dataset):
         img = TensorImage(torch.from_numpy(np.ascontiguousarray(s['img'])).permute(2, 0, 1).contiguous())
         out = [img]
         for k in (*self.inputs, *self.targets):
-            if s.get(k) is None: raise DataError(f"{s.get('name', i)}: field {k!r} requested but {self.reader!r} does not provide it")
-            t = torch.from_numpy(np.ascontiguousarray(s[k]))
+            v = s.get(k)
+            if v is None and k == 'void' and 'mask' in s and not len(getattr(getattr(self.reader, 'spec', None), 'void_ids', ())):
+                v = np.zeros(s['mask'].shape, bool)  # the dataset has no void labels: no pixel is void
+            if v is None: raise DataError(f"{s.get('name', i)}: field {k!r} requested but {self.reader!r} does not provide it")
+            t = torch.from_numpy(np.ascontiguousarray(v))
             out.append(FIELD_TYPES[k](t if _DTYPES[k] is None else t.to(_DTYPES[k])))
         return tuple(out)
 
-# %% ../../nbs/02_data.block.ipynb #e2a74e68
+# %% ../../nbs/02_data.block.ipynb #90baf6a6
 def seg_dataloaders(name:str='synthetic', # a registered dataset: 'synthetic', 'cityscapes', 'ade20k', 'voc', 'voc_aug', ...
                     root=None, # dataset root; None: the reader's default (the synthetic dataset: 'data/synthetic')
                     size=(256, 512), # training crop (H,W) or int
@@ -58,7 +61,7 @@ def seg_dataloaders(name:str='synthetic', # a registered dataset: 'synthetic', '
                     num_workers:int=0, # DataLoader worker processes
                     seed:int=None, # seed of the augmentation (per item and epoch, independent of workers) and shuffling
                     with_inst:bool=False, # add instance maps to the targets (`targets=('mask', 'inst')`)
-                    targets=None, # label fields after the inputs; default ('mask',) or ('mask', 'inst')
+                    targets=None, # label fields after the inputs; default ('mask',) or ('mask', 'inst'); 'auto': mask, inst if the reader has instances, void
                     inputs=(), # label fields the model takes after the image (e.g. ('sp',))
                     scale=(0.5, 2.0), # random scale range; None disables scaling and cropping
                     flip:bool=True, # random horizontal flip
@@ -71,6 +74,7 @@ def seg_dataloaders(name:str='synthetic', # a registered dataset: 'synthetic', '
     "fastai `DataLoaders` of `(img, *inputs, mask, *targets)` batches for the registered dataset `name`."
     size = (size, size) if isinstance(size, int) else tuple(size)
     readers = [get_dataset(name, root, s, **kwargs) for s in (train_split, valid_split)]
+    if targets == 'auto': targets = ('mask', *(('inst',) if all('inst' in r.items[0] for r in readers) else ()), 'void')
     targets = tuple(targets) if targets is not None else ('mask', 'inst') if with_inst else ('mask',)
     trn, val = SegItems(readers[0], 0, targets, inputs), SegItems(readers[1], 1, targets, inputs)
     h, w = trn[0][trn.n_inp].shape

@@ -83,7 +83,7 @@ def _labelled(items, dataset, allow_unlabeled=False):
                                 f"{it[k]}" + (f" ({more} more images lack one)" if more else '') + f"; {hint}")
     return out
 
-# %% ../../nbs/01a_data.datasets.ipynb #6e68e520
+# %% ../../nbs/01a_data.datasets.ipynb #3be033a8
 class SegDataset:
     "Base of the readers: `items` (one dict of file paths per sample), `spec`, `name`; `ds[i]` reads sample `i`."
     name, fixed_size = 'dataset', False  # fixed_size: all images have one size (whole-image validation batches)
@@ -109,15 +109,17 @@ class SegDataset:
 
     def read_labels(self, it:dict # one of `items`
                    ) -> dict: # 'mask' (+ 'inst') arrays
-        "Read the label files of one item; by default native ids in `it['mask']` encoded with `spec`, `it['inst']` as int32."
-        out = {'mask': self.spec.encode(load_ids(it['mask'], f'{self.name} label'), it['mask'])}
+        "Read the label files of one item; by default native ids in `it['mask']` encoded with `spec` (+ 'void'), `it['inst']` as int32."
+        native = load_ids(it['mask'], f'{self.name} label')
+        out = {'mask': self.spec.encode(native, it['mask'])}
+        if len(self.spec.void_ids): out['void'] = self.spec.void_mask(native)
         if 'inst' in it: out['inst'] = load_ids(it['inst'], f'{self.name} instance map').astype(np.int32)
         return out
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r}, split={self.split!r}, {len(self)} samples, spec={getattr(self.spec, 'name', None)!r})"
 
-# %% ../../nbs/01a_data.datasets.ipynb #6a756734
+# %% ../../nbs/01a_data.datasets.ipynb #8d94c201
 class CityscapesDataset(SegDataset):
     "Cityscapes: `leftImg8bit/<split>/<city>/*_leftImg8bit.png` with `gtFine` (or `gtCoarse`) labelIds (+ instanceIds)."
     name, fixed_size = 'cityscapes', True
@@ -145,7 +147,7 @@ class CityscapesDataset(SegDataset):
 
     def read_labels(self, it):
         ids = load_ids(it['mask'], 'Cityscapes labelIds')
-        out = {'mask': CITYSCAPES.encode(ids, it['mask'])}
+        out = {'mask': CITYSCAPES.encode(ids, it['mask']), 'void': CITYSCAPES.void_mask(ids)}
         if 'inst' in it:
             raw = load_ids(it['inst'], 'Cityscapes instanceIds')
             check_same_size(ids, raw, it['mask'], it['inst'])

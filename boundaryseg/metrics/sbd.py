@@ -358,7 +358,7 @@ def edge_scores(counts, # (K,T,4) counts summed over images
     s.update(mf_ods=s['ods_f'].mean(), mf_ois=s['ois_f'].mean(), map=s['ap'].mean())
     return s
 
-# %% ../../nbs/43_metrics.sbd.ipynb #a405ac8b
+# %% ../../nbs/43_metrics.sbd.ipynb #3fca4c7e
 @dataclass(frozen=True)
 class SBDProtocol:
     "Evaluation parameters of one SBD benchmark protocol (pyEdgeEval's evaluator settings)."
@@ -370,6 +370,7 @@ class SBDProtocol:
     kill_internal:bool=False # drop predictions deep inside the GT segment
     skip_if_nonexistent:bool=False # skip classes absent from the image's GT
     apply_nms:bool=False # NMS before thresholding
+    border:int=0 # ignored ring at the image border: GT made with it ignored, predictions zeroed there (SEAL's SBD protocol: 5)
 
     def counts_kwargs(self):
         "The keyword arguments of `edge_counts` for this protocol."
@@ -387,10 +388,11 @@ def sbd_protocol(name:str='cityscapes-thin', # one of 'cityscapes-thin', 'citysc
     "The settings pyEdgeEval's evaluators use for a benchmark protocol."
     if name not in _BASE: raise ValueError(f"unknown SBD protocol {name!r}; known: {list(_BASE)}")
     g, scale, md, thin = _BASE[name]
-    if pre_seal: return SBDProtocol(g, scale, 0.02, thin, False, True, True, apply_nms)
-    return SBDProtocol(g, scale, md, thin, instance_sensitive, not instance_sensitive, not instance_sensitive, apply_nms)
+    border = 5 if name.startswith('sbd') else 0  # pyEdgeEval's SBD conversion and evaluator: `add_ignore_pixel(border_px=5)`
+    if pre_seal: return SBDProtocol(g, scale, 0.02, thin, False, True, True, apply_nms, border)
+    return SBDProtocol(g, scale, md, thin, instance_sensitive, not instance_sensitive, not instance_sensitive, apply_nms, border)
 
-# %% ../../nbs/43_metrics.sbd.ipynb #31d01fb0
+# %% ../../nbs/43_metrics.sbd.ipynb #81e0639c
 class SBDMetrics(CountsMetrics):
     "Boundary match counts over an evaluation (pyEdgeEval protocols); iterate it for fastai metrics of `which` scores."
     known = ('mf_ods', 'mf_ois', 'map', 'ods_f', 'ois_f', 'ap')
@@ -406,18 +408,20 @@ class SBDMetrics(CountsMetrics):
                  valid_fn=unpadded_rows, # (learn, bs) -> bool mask of real rows, or None
                  class_names=None, # for tables and figures
                  quantize:bool=False, # round probabilities to 8 bits, as the PNGs the official evaluators read
+                 classes=None, # train ids scored (K = len(classes)); the others bound without a channel (SBD: background)
                 ):
         store_attr()
         self.proto = sbd_protocol(protocol) if isinstance(protocol, str) else protocol
         self.ths = edge_thresholds(thresholds)
+        self.K = n_classes if classes is None else len(classes)
         super().__init__()
 
     def zeros(self):
         "Counts summed over images `total` (K,T,4), OIS counts `ois` (K,4) and `n_images`, at zero."
-        K, T = self.n_classes, len(self.ths)
+        K, T = self.K, len(self.ths)
         return dict(total=np.zeros((K, T, 4), np.int64), ois=np.zeros((K, 4), np.int64), n_images=np.zeros(1, np.int64))
 
-# %% ../../nbs/43_metrics.sbd.ipynb #a89be0b7
+# %% ../../nbs/43_metrics.sbd.ipynb #9f1f4198
 @patch
 def update(self:SBDMetrics, pred, # (B,K,H,W) or (K,H,W) probabilities at the GT resolution
            gt, # (B,K,H,W) or (K,H,W) binary GT boundaries
@@ -430,7 +434,10 @@ def update(self:SBDMetrics, pred, # (B,K,H,W) or (K,H,W) probabilities at the GT
     if pred.ndim == 3: pred, gt, seg = pred[None], gt[None], (None if seg is None else seg[None])
     for name, x in (('gt', gt), ('seg', seg)):
         if x is not None and len(x) != len(pred): raise DataError(f"pred has {len(pred)} images but {name} has {len(x)}")
-    if pred.shape[1] != self.n_classes: raise DataError(f"pred has {pred.shape[1]} classes, expected n_classes={self.n_classes}")
+    if pred.shape[1] != self.K: raise DataError(f"pred has {pred.shape[1]} classes, expected {self.K} (n_classes={self.n_classes}, classes={self.classes})")
+    if b := self.proto.border:
+        pred = pred.copy()
+        pred[..., :b, :], pred[..., -b:, :], pred[..., :, :b], pred[..., :, -b:] = 0, 0, 0, 0
     for i in range(len(pred)):
         c = edge_counts(pred[i], gt[i], self.ths, seg=None if seg is None else seg[i], **self.proto.counts_kwargs())
         self.add(total=c, ois=best_counts(c), n_images=1)
@@ -440,10 +447,12 @@ def count_batch(self:SBDMetrics, logits, ys):
     "Sigmoid of the `edge` logits against the protocol's GT made from the `mask` (and `inst`) targets."
     mask = ys['mask']
     inst = ys.get('inst') if self.proto.instance_sensitive else None
-    gt = eval_boundaries(mask, self.n_classes, protocol=self.proto.gt_protocol, inst=inst, thing_ids=self.thing_ids,
-                         scale=self.proto.scale, **(self.gt_kwargs or {}))
+    gt = eval_boundaries(mask, self.n_classes, protocol=self.proto.gt_protocol, inst=inst, thing_ids=self.thing_ids, scale=self.proto.scale,
+                         void=ys.get('void'), classes=self.classes, border=self.proto.border, **(self.gt_kwargs or {}))
     hw = tuple(gt.shape[-2:])
-    self.update(resize_nearest(torch.sigmoid(logits.float()), hw), gt, resize_nearest(mask, hw) if self.proto.kill_internal else None)
+    p = torch.sigmoid(logits.float())
+    if self.classes is not None: p = p[:, list(self.classes)]
+    self.update(resize_nearest(p, hw), gt, resize_nearest(mask, hw) if self.proto.kill_internal else None)
 
 @patch
 def from_counts(self:SBDMetrics, total, ois, n):
@@ -452,7 +461,7 @@ def from_counts(self:SBDMetrics, total, ois, n):
     if n.sum() == 0: s = {k: v if k == 'thresholds' else np.full(np.shape(v), np.nan) for k, v in s.items()}
     return s
 
-# %% ../../nbs/43_metrics.sbd.ipynb #b8d6d968
+# %% ../../nbs/43_metrics.sbd.ipynb #28fb07e4
 def sbd_table(scores:dict, # from `edge_scores` / `SBDMetrics.scores`
               class_names, # K names
               digits:int=1, # decimals (scores in %)

@@ -5,6 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/29_models.zoo.ipynb #9e747b57
+# %% ../../nbs/29_models.zoo.ipynb #0df9b178
 from .registry import ARCHS, Arch, register_arch, arch_spec, seg_model, SegModel
 from ..panoptic import model as _seamless  # registers 'seamless'
+from . import sbd, sbcb  # SBCB: boundary detectors, the `boundary_head` add-on, SBCB+ fusions

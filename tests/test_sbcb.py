@@ -1,0 +1,104 @@
+"""SBCB: the training-only boundary head on every registered segmentation architecture (in eval: the baseline's
+parameters and outputs, weights that load into the plain model), training through `seg_learner` with the boundary
+terms, the single-task detectors through `evaluate` and the command line (per-class boundary PNGs), and bad input."""
+import json
+import subprocess
+import warnings
+from pathlib import Path
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from boundaryseg.models.zoo import ARCHS, seg_model
+from boundaryseg.data.block import seg_dataloaders
+from boundaryseg.learner import seg_learner
+from boundaryseg.inference import save_model, load_model
+from boundaryseg.test_utils import tiny_dls
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = ROOT/'.venv'/'bin'/'boundaryseg'
+SEMANTIC = [a for a, s in ARCHS.items() if 'seg' in s.eval_outputs]
+n_params = lambda m: sum(p.numel() for p in m.parameters())
+
+
+def _build(arch, **kw):
+    "A small instance of `arch` (ResNet-18, narrow heads)."
+    return seg_model(arch, 'resnet18', n_classes=5, width=16, **kw)
+
+
+@pytest.mark.parametrize('arch', SEMANTIC)
+@pytest.mark.parametrize('head', ['casenet', 'dds', 'bbcb'])
+def test_eval_is_the_baseline(arch, head, tmp_path):
+    torch.manual_seed(0)
+    m = _build(arch, boundary_head=head)
+    torch.manual_seed(0)
+    base = _build(arch)
+    x = torch.randn(2, 3, 64, 96)
+    train_out = m.train()(x)
+    assert {'edge', 'edge_last'} <= set(train_out) or {'sbcb_edge', 'sbcb_edge_last'} <= set(train_out)
+    assert set(train_out) - set(base.train()(x)) == {k for k, v in m.spec.outputs.items() if k not in base.spec.outputs}
+    m.eval(); base.eval()
+    with torch.no_grad(): out, ref_out = m(x), base(x)
+    assert set(out) == set(ref_out) == set(base.eval_outputs)
+    assert n_params(m.plain()) == n_params(base.plain())
+    assert n_params(m) - n_params(m.plain()) == n_params(m.train_heads['sbcb']) + sum(n_params(h) for k, h in base.train_heads.items())
+    # the saved inference model is the plain one and loads into a model built without the head
+    net, _ = load_model(save_model(m, tmp_path/'m.pth'), device='cpu')
+    assert n_params(net) == n_params(base.plain())
+    base.plain().load_state_dict(m.plain().state_dict())
+    with torch.no_grad():
+        for k in out: torch.testing.assert_close(base(x)[k], m(x)[k]); torch.testing.assert_close(net(x)[k], m(x)[k])
+    # the FLOPs of inference are the baseline's
+    from boundaryseg.models.costs import model_costs
+    assert model_costs(m, (64, 96))['flops'] == model_costs(base, (64, 96))['flops']
+
+
+def test_sbcb_trains_with_its_terms(tmp_path):
+    dls = seg_dataloaders('synthetic', tmp_path/'synth', size=(64, 128), bs=4, n_train=8, n_val=2, image_size=(64, 128), seed=0,
+                          device='cpu', targets='auto')
+    assert dls.target_names == ('mask', 'inst', 'void')
+    learn = seg_learner(dls, 'deeplabv3plus', backbone='test_resnet', recipe='sbcb', boundary_head='casenet', width=16,
+                        path=tmp_path/'run', checkpoint=None)
+    assert learn.loss_func.weights == {'seg': 1., 'edge': 5., 'edge_last': 5.}
+    assert learn.loss_func.fn('edge').radius == 2  # the recipe's loss_kw
+    learn.fit(1)
+    assert {'train_seg', 'train_edge', 'train_edge_last'} <= set(learn.recorder.metric_names)
+    assert all(np.isfinite(v) for v in learn.recorder.values[-1][:2])
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        seg_learner(tiny_dls(), arch='psp', backbone='test_resnet', boundary_head='casenet', n_classes=3, width=8, checkpoint=None)
+    assert any("read the targets ['inst', 'void']" in str(x.message) for x in w)
+
+
+def test_detector_evaluate_and_cli(tmp_path):
+    root = tmp_path/'synth'
+    r = subprocess.run([str(EXE), 'train', '--root', root, '--arch', 'casenet', '--backbone', 'test_resnet', '--epochs', '1', '--bs', '4',
+                        '--size', '64,128', '--out', tmp_path/'run', '--seed', '0'], capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                       env={'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    net, meta = load_model(tmp_path/'run'/'model.pth', device='cpu')
+    assert net.eval_outputs == ('edge',) and meta['recipe'] == 'sbcb'
+    ds = seg_dataloaders('synthetic', root, size=(64, 128), bs=1).valid.dataset.reader
+    env = {'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'}
+    r = subprocess.run([str(EXE), 'eval', tmp_path/'run'/'model.pth', '--root', root, '--out', tmp_path/'ev', '--edge_protocol', 'cityscapes-raw'],
+                       capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'MF-ODS' in r.stdout and 'mIoU' not in r.stdout
+    s = json.loads((tmp_path/'ev'/'metrics.json').read_text())
+    assert 0 <= s['edge']['mf_ods'] <= 1 and s['edge']['protocol'] == 'cityscapes-raw'
+    png = sorted((tmp_path/'ev'/'predictions'/'edge').glob('class_*/*.png'))
+    assert len(png) == len(ds) * 19 and Image.open(png[0]).mode == 'L'  # pyEdgeEval's layout: class_XXX/<name>.png, 8-bit
+    r = subprocess.run([str(EXE), 'predict', tmp_path/'run'/'model.pth', ds.items[0]['img'], '--out', tmp_path/'p2'], capture_output=True,
+                       text=True, timeout=600, cwd=tmp_path, env={'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(list((tmp_path/'p2').rglob('class_*/*.png'))) == 19
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r'sides=\(1, 2, 3, 5\): the backbone has sides 1\.\.4 only \(no side 5\)'):
+        seg_model('psp', 'convnext_atto', n_classes=5, width=8, boundary_head={'kind': 'casenet', 'sides': (1, 2, 3, 5)})
+    from boundaryseg.boundary_losses import MultiLabelEdgeLoss
+    with pytest.raises(ValueError, match='radius must be at least 1 pixel, got 0.5'): MultiLabelEdgeLoss(radius=0.5)
+    m = torch.zeros(1, 8, 8, dtype=torch.long); m[0, :, 4:] = 7
+    with pytest.raises(ValueError, match=r'values \[7\] are neither train ids 0\.\.4'): MultiLabelEdgeLoss()(torch.zeros(1, 5, 8, 8), m)
