@@ -5,5 +5,6 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/29_models.zoo.ipynb #6719da04
+# %% ../../nbs/29_models.zoo.ipynb #fb68990e
 from .registry import ARCHS, Arch, register_arch, arch_spec, seg_model, SegModel
+from . import rpcnet  # registers 'rpcnet', 'rpcnet_seg', 'rpcnet_edge'
