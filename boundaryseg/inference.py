@@ -283,7 +283,7 @@ def predict_folder(model:nn.Module, # a segmentation (or boundary) model
             write_prediction({k: v[b] for k, v in preds.items()}, img, out, f.relative_to(root).with_suffix('.png'), formats, spec, alpha)
     return files
 
-# %% ../nbs/60_inference.ipynb #b14cb7ef
+# %% ../nbs/60_inference.ipynb #7f1e7bb8
 def evaluate(model:nn.Module, # a segmentation (or boundary) model
              ds, # dataset reader (or list) of samples {'img', 'mask', 'name'[, 'inst']}
              n_classes:int, # C
@@ -296,6 +296,7 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
              progress:bool=True, # show a fastprogress bar
              edge_protocol='cityscapes-thin', # SBD protocol for an `edge` output (`metrics.sbd.sbd_protocol`)
              thresholds=99, # SBD thresholds
+             edge_nms:bool=False, # Test-NMS (STEAL, RPCNet) of the boundary probabilities before the SBD evaluation
              **kwargs, # passed to `predict` (scales, flip, crop, stride)
             ) -> dict: # scores per task ('seg' scores flat; 'edge': SBD scores), 'n_images', 'examples'
     "Predict a dataset at full resolution and score each output: mIoU, IoU, accuracies, boundary F; MF-ODS/OIS/AP."
@@ -306,7 +307,8 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
     if formats is None: formats = tuple(f for f in ('trainIds', 'color', 'edge') if WRITERS[f]['output'] in outputs)
     sm = SegMetrics(n_classes) if 'seg' in outputs else None
     bf = BFScores(n_classes, tols) if 'seg' in outputs and tols else None
-    sbd = SBDMetrics(n_classes, protocol=edge_protocol, thresholds=thresholds, thing_ids=None if spec is None else spec.thing_ids.tolist()) if 'edge' in outputs else None
+    sbd = SBDMetrics(n_classes, protocol=edge_protocol, thresholds=thresholds, thing_ids=None if spec is None else spec.thing_ids.tolist(),
+                     apply_nms=edge_nms) if 'edge' in outputs else None
     store, examples, n = {}, [], 0
     def samples():
         for i in (progress_bar(range(len(ds))) if progress else range(len(ds))):
@@ -335,7 +337,7 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
     if bf is not None:
         b = bf.scores()
         res.update(bf=b['f'].numpy(), bf_class=b['f_class'].numpy(), bf_tols=list(tols))
-    if sbd is not None: res['edge'] = {**sbd.scores(), 'protocol': edge_protocol}
+    if sbd is not None: res['edge'] = {**sbd.scores(), 'protocol': f"{edge_protocol}{'+nms' if edge_nms else ''}"}
     return res
 
 # %% ../nbs/60_inference.ipynb #3ebead40
