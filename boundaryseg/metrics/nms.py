@@ -92,21 +92,24 @@ def _nms_windows(p, # (n,h,w) float64 windows
         sup |= em < v
     return k, yl, xl, e.masked_fill_(sup, 0.)
 
-# %% ../../nbs/42a_metrics.nms.ipynb #7c1ad2af
-def _block_max(x, t, dim):
-    "Max over blocks of t along `dim` (the last may be partial) and the element on each side of each block."
+# %% ../../nbs/42a_metrics.nms.ipynb #675e7096
+def _block_max(x, t, dim, fn=torch.amax, pick=torch.maximum):
+    "Max (or `fn`) over blocks of t along `dim` (the last may be partial) and the element on each side of each block."
     n = x.shape[dim]
     nb = -(-n // t)
     x = x.movedim(dim, -1)
     if nb * t != n: x = F.pad(x, (0, nb * t - n))
-    m = x.reshape(*x.shape[:-1], nb, t).amax(-1)
-    m[..., 1:] = torch.maximum(m[..., 1:], x[..., t - 1::t][..., :-1])
-    m[..., :-1] = torch.maximum(m[..., :-1], x[..., ::t][..., 1:])
+    m = fn(x.reshape(*x.shape[:-1], nb, t), -1)
+    m[..., 1:] = pick(m[..., 1:], x[..., t - 1::t][..., :-1])
+    m[..., :-1] = pick(m[..., :-1], x[..., ::t][..., 1:])
     return m.movedim(-1, dim)
 
 def _active(p, t):
     "(N,nh,nw): the t x t tiles of maps p (N,H,W) with a non-zero value within one pixel (where E = convTri(p, 1) can be non-zero)."
-    return _block_max(_block_max(p.abs(), t, -1), t, -2) > 0
+    hi = _block_max(_block_max(p, t, -1), t, -2)
+    if hi.numel() and (p.amin() >= 0): return hi > 0  # maps of probabilities: the max tells
+    lo = _block_max(_block_max(p, t, -1, torch.amin, torch.minimum), t, -2, torch.amin, torch.minimum)
+    return (hi > 0) | (lo < 0)
 
 def _starts(n, t, L, halo):
     "First pixel of the window (size L) of each tile (size t) along an axis of n pixels."
