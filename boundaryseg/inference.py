@@ -22,7 +22,7 @@ from .data.boundaries import eval_boundaries
 from .data.transforms import resize_nearest
 from .vis import overlay
 
-# %% ../nbs/60_inference.ipynb #d23a1ea4
+# %% ../nbs/60_inference.ipynb #39469017
 OUTPUT_ACTIVATIONS = {'seg': lambda x: x.softmax(1), 'edge': torch.sigmoid}
 
 def dense_outputs(model:nn.Module, # a model of the library, or any module returning `{'seg': ...}` / a tensor
@@ -159,7 +159,7 @@ def predict(model:nn.Module, # a segmentation (or boundary) model
             tot[k] = tot[k] + p.view(1 + flip, B, *p.shape[1:]).sum(0)
     return {k: v / (len(scales) * (1 + flip)) for k, v in tot.items()}
 
-# %% ../nbs/60_inference.ipynb #d0ba444f
+# %% ../nbs/60_inference.ipynb #45d35038
 def _decode(k, p): return p.argmax(1).byte().cpu().numpy() if k == 'seg' else p.float().cpu().numpy()
 
 def predict_batch(model:nn.Module, # a segmentation (or boundary) model
@@ -215,7 +215,7 @@ def save_edges(prob:np.ndarray, # (K,H,W) boundary probabilities in [0,1]
     q = np.round(prob * 255).astype(np.uint8)
     return [save_png(q[k], Path(folder)/f'class_{k + 1:03d}'/rel) for k in range(len(q))]
 
-# %% ../nbs/60_inference.ipynb #a7d13a78
+# %% ../nbs/60_inference.ipynb #f62d23b2
 IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 WRITERS = {}
 
@@ -238,7 +238,7 @@ def formats_for(outputs, # output names (e.g. `dense_outputs(model)`)
     "The formats that write the given outputs."
     return tuple(f for f, w in WRITERS.items() if w['output'] in outputs)
 
-# %% ../nbs/60_inference.ipynb #15ac9867
+# %% ../nbs/60_inference.ipynb #b246990e
 def _check_formats(formats, outputs, spec):
     bad = [f for f in formats if f not in WRITERS]
     if bad: raise ValueError(f"unknown output format(s) {bad}; choose from {list(WRITERS)}")
@@ -304,7 +304,7 @@ def predict_folder(model:nn.Module, # a segmentation (or boundary) model
         if WRITERS[f].get('finish'): WRITERS[f]['finish'](Path(out)/f, spec)
     return files
 
-# %% ../nbs/60_inference.ipynb #dfcbe652
+# %% ../nbs/60_inference.ipynb #e30acd3d
 def evaluate(model:nn.Module, # a segmentation (or boundary) model
              ds, # dataset reader (or list) of samples {'img', 'mask', 'name'[, 'inst']}
              n_classes:int, # C
@@ -317,6 +317,7 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
              progress:bool=True, # show a fastprogress bar
              edge_protocol='cityscapes-thin', # SBD protocol for an `edge` output (`metrics.sbd.sbd_protocol`)
              thresholds=99, # SBD thresholds
+             edge_nms:bool=False, # Test-NMS (STEAL, RPCNet) of the boundary probabilities before the SBD evaluation
              **kwargs, # passed to `predict` (scales, flip, crop, stride)
             ) -> dict: # scores per task ('seg' scores flat; 'edge': SBD scores), 'n_images', 'examples'
     "Predict a dataset at full resolution and score each output: mIoU, IoU, accuracies, boundary F; MF-ODS/OIS/AP."
@@ -327,7 +328,8 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
     if formats is None: formats = tuple(f for f in ('trainIds', 'color', 'edge') if WRITERS[f]['output'] in outputs)
     sm = SegMetrics(n_classes) if 'seg' in outputs else None
     bf = BFScores(n_classes, tols) if 'seg' in outputs and tols else None
-    sbd = SBDMetrics(n_classes, protocol=edge_protocol, thresholds=thresholds, thing_ids=None if spec is None else spec.thing_ids.tolist()) if 'edge' in outputs else None
+    sbd = SBDMetrics(n_classes, protocol=edge_protocol, thresholds=thresholds, thing_ids=None if spec is None else spec.thing_ids.tolist(),
+                     apply_nms=edge_nms) if 'edge' in outputs else None
     store, examples, n = {}, [], 0
     def samples():
         for i in (progress_bar(range(len(ds))) if progress else range(len(ds))):
@@ -359,7 +361,7 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
     if bf is not None:
         b = bf.scores()
         res.update(bf=b['f'].numpy(), bf_class=b['f_class'].numpy(), bf_tols=list(tols))
-    if sbd is not None: res['edge'] = {**sbd.scores(), 'protocol': edge_protocol}
+    if sbd is not None: res['edge'] = {**sbd.scores(), 'protocol': f"{edge_protocol}{'+nms' if edge_nms else ''}"}
     return res
 
 # %% ../nbs/60_inference.ipynb #3ebead40

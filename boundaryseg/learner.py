@@ -6,7 +6,7 @@
 __all__ = ['METRICS', 'MIXED_PRECISION', 'PolyDecay', 'recipe_lr', 'LRSchedule', 'param_groups', 'GatherDictPreds', 'SegLearner',
            'show_seg_results', 'register_metric', 'make_metrics', 'CPUAutocast', 'opt_func', 'seg_learner']
 
-# %% ../nbs/52_learner.ipynb #3b785278
+# %% ../nbs/52_learner.ipynb #fb9f3564
 import warnings
 from functools import partial
 from pathlib import Path
@@ -33,6 +33,7 @@ from .models.registry import seg_splitter, arch_spec
 from .models.zoo import seg_model
 from .losses import seg_loss, class_frequencies, class_weights
 from . import boundary_losses  # registers the boundary loss kinds ('multilabel_edge', 'binary_edge')
+from . import rpcnet_losses  # registers 'duality', 'duality_pred', 'balanced_edge'
 from .metrics.semantic import SegMetrics
 from .metrics.bfscore import BFScores
 from .metrics.sbd import SBDMetrics

@@ -65,7 +65,7 @@ class Recipe:
 
 RECIPE_FIELDS = tuple(f.name for f in fields(Recipe))
 
-# %% ../nbs/51_recipes.ipynb #f6743542
+# %% ../nbs/51_recipes.ipynb #735a5f3c
 RECIPES = {}
 
 def register_recipe(r:Recipe):
@@ -78,9 +78,11 @@ register_recipe(Recipe('fastfcn', 'FastFCN code (PyTorch-Encoding experiments/se
 register_recipe(Recipe('sbcb', 'SBCB Sec. 4.3; mmseg configs (schedule_40k, sgd lr 0.01 wd 5e-4, poly 0.9 min_lr 1e-4)',
                        lr=0.01, wd=5e-4, head_lr_mult=1., min_lr=1e-4, aux=False, crop=(512, 1024), bs=8, iters=40_000,
                        loss_kw={'radius': 2}))
-register_recipe(Recipe('rpcnet', 'RPCNet Sec. 4.1', lr=1e-3, wd=1e-4, head_lr_mult=1., aux=False, crop=(894, 894), bs=6, epochs=180))
-register_recipe(Recipe('rpcnet_ablation', 'RPCNet Sec. 4.1 (Tables 1-2)', lr=1e-3, wd=1e-4, head_lr_mult=1., aux=False,
-                       crop=(894, 894), bs=4, epochs=60))
+_RPC_LOSS_KW = {'radius': 2, 'duality_radius': 1}  # boundary-loss and duality targets (rpcnet_losses)
+register_recipe(Recipe('rpcnet', 'RPCNet Sec. 4.1 (180 epochs of 2975/6 iterations; test: 894x894 sliding windows + flip)', lr=1e-3,
+                       wd=1e-4, head_lr_mult=1., aux=False, crop=(894, 894), bs=6, epochs=180, iters=89_250, loss_kw=_RPC_LOSS_KW))
+register_recipe(Recipe('rpcnet_ablation', 'RPCNet Sec. 4.1, Tables 1-2 (60 epochs of 2975/4 iterations; single scale + flip)', lr=1e-3,
+                       wd=1e-4, head_lr_mult=1., aux=False, crop=(894, 894), bs=4, epochs=60, iters=44_625, loss_kw=_RPC_LOSS_KW))
 register_recipe(Recipe('seamless', 'Seamless Sec. 5; seamseg configs (Nesterov, wd 1e-4)', lr=0.01, nesterov=True, wd=1e-4,
                        head_lr_mult=1., schedule='step', milestones=(36_000 / 48_000, 44_000 / 48_000), warmup=200,
                        warmup_ratio=1/3, aux=False, ohem=0.25, crop=(1024, 2048), bs=8, iters=48_000, epochs=130))

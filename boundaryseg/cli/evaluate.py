@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['scores_json', 'summary_table', 'check_classes', 'eval_cmd']
 
-# %% ../../nbs/72_cli.evaluate.ipynb #3b15ec47
+# %% ../../nbs/72_cli.evaluate.ipynb #f0714524
 import json
 from pathlib import Path
 import torch
@@ -49,7 +49,7 @@ def summary_table(s:dict, # from `scores_json`
         lines += [f"  {c:<14} {'n/a' if v is None else f'{v:.4f}'}" for c, v in s['iou'].items()]
     return '\n'.join(lines)
 
-# %% ../../nbs/72_cli.evaluate.ipynb #83f0a8a7
+# %% ../../nbs/72_cli.evaluate.ipynb #1d46cb79
 def check_classes(net, # a loaded model
                   n:int, # the dataset's number of classes
                   name:str, # the model file, for the message
@@ -68,6 +68,7 @@ def eval_cmd(model:str, # model file written by `boundaryseg train` (OUT/model.p
              crop:str=None, # sliding-window size H,W (default: whole images)
              stride:str=None, # sliding-window step H,W (default: 2/3 of the crop)
              edge_protocol:str='cityscapes-thin', # SBD protocol for boundary outputs: cityscapes-thin, cityscapes-raw, sbd-thin, sbd-raw
+             nms:bool=False, # Test-NMS of the boundary probabilities before the SBD evaluation (STEAL; RPCNet's Table 5)
              out:str=None, # write OUT/metrics.json and the predictions here
              bs:int=4, # images per forward pass
             ):
@@ -86,7 +87,7 @@ def eval_cmd(model:str, # model file written by `boundaryseg train` (OUT/model.p
         print(txt)
         return s
     res = evaluate(net, ds, ds.spec.n_classes, bs=bs, out=Path(out)/'predictions' if out else None, spec=ds.spec,
-                   edge_protocol=edge_protocol, **kw)
+                   edge_protocol=edge_protocol, edge_nms=nms, **kw)
     s = scores_json(res, ds.spec.classes)
     if out:
         with atomic_write(Path(out)/'metrics.json', 'w') as f: json.dump(dict(model=str(model), data=data, split=split, **s), f, indent=1)

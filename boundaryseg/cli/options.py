@@ -63,7 +63,7 @@ def choices_help() -> str:
     recs = '\n'.join(f"  {r.name:<16} {r.source}" for r in RECIPES.values())
     return f"architectures (--arch):\n{archs}\n\nrecipes (--recipe):\n{recs}\n\ndatasets (--data): {', '.join(dataset_names())}"
 
-# %% ../../nbs/70_cli.options.ipynb #875f115d
+# %% ../../nbs/70_cli.options.ipynb #855df093
 RECIPE_OPTIONS = {  # option -> (type, help)
     'recipe': (str, "training recipe (default: the architecture's paper recipe); see the list below"),
     'opt': (str, "optimizer: sgd (momentum, L2 weight decay) or adamw"),
@@ -79,8 +79,9 @@ RECIPE_OPTIONS = {  # option -> (type, help)
     'width': (int, "channels of the decode head and of the neck's branches (default: the architecture's)"),
     'boundary_head': (str, "SBCB: a training-only boundary head on the backbone: " + ', '.join(BOUNDARY_HEADS) + " or none (default: the recipe's)"),
     'trick': (str, "SBCB's backbone trick (ResNets): " + ', '.join(BACKBONE_TRICKS) + "; 'edge' is the HED backbone; sets the strides itself"),
+    'duality': (float, "RPCNet's duality loss |∇M - B_gt| added to any model predicting seg, with this weight λ1 (0: none)"),
 }
-MODEL_OPTIONS = ('width', 'boundary_head', 'trick')  # options that go to the model, not the recipe
+MODEL_OPTIONS = ('width', 'boundary_head', 'trick', 'duality')  # options that go to the model, not the recipe
 _MP = {'no': False, **{m: m for m in MIXED_PRECISION if isinstance(m, str)}}
 
 def add_recipe_args(p:argparse.ArgumentParser, # a command's parser
@@ -105,6 +106,7 @@ def recipe_from_args(arch:str, # the architecture (its entry names the default r
         check_choice('boundary_head', model['boundary_head'], BOUNDARY_HEADS + ('none',))
         if model['boundary_head'] == 'none': model['boundary_head'] = None  # also overrides a recipe's `model_kw`
     if 'trick' in model: check_choice('trick', model['trick'], list(BACKBONE_TRICKS))
+    if model.get('duality', 0) < 0: raise ValueError(f"--duality is a loss weight, >= 0; got {model['duality']}")
     over = {k: v for k, v in opts.items() if v is not None}
     if 'opt' in over: check_choice('opt', over['opt'], ('sgd', 'adamw'))
     if 'class_weight' in over:

@@ -1,0 +1,96 @@
+"""Test-NMS: boundaryseg.metrics.nms.edge_nms vs pyEdgeEval's fast_nms(r=1, s=5, m=1.01), time in one process on one
+thread, and equality per pixel.
+
+Input: the Cityscapes fixture frame's boundary probabilities for the 19 classes, as bench_sbd.py makes them (the class
+boundaries of the real HRNet+OCR prediction of the frame, blurred and damped, at 1024x2048), taken to the evaluation
+resolution of the Cityscapes protocols (512x1024, nearest, as the evaluators resize prediction PNGs), in two forms:
+
+  * 8-bit: rounded to 1/255, what pyEdgeEval's evaluators read from the prediction PNGs (most of each map is 0);
+  * float: the same maps unrounded with a floor of 1e-4 (a sigmoid is never 0): no zero pixel anywhere.
+
+Time: process CPU time of `edge_nms` on the (19, 512, 1024) stack and of `fast_nms` on each of its 19 maps, in the same
+process, alternated in pairs; the ratio is the median of the pairs' ratios. pyEdgeEval is imported from the reference
+environment's site-packages (its Cython NMS loop; its filters then run on this environment's scipy, which sums some
+9-tap filters in another order at the last bit: fine for timing). Equality: pyEdgeEval in its own environment
+(tests/ref/ref_pyedgeeval.py, op 'nms'), every pixel compared.
+
+    .venv/bin/python bench/bench_nms.py          # 5 pairs per input, about 1-2 minutes
+    .venv/bin/python bench/bench_nms.py -n 9
+
+Writes bench/out/nms.json. Target: ratio >= 10 on the 8-bit maps; outputs equal to the bit."""
+import argparse, json, os, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(HERE))
+from boundaryseg.core import atomic_write  # noqa: E402
+from boundaryseg.data.transforms import resize_nearest  # noqa: E402
+from boundaryseg.metrics.nms import edge_nms  # noqa: E402
+from bench_sbd import inputs  # noqa: E402
+
+REF_PY = ROOT/'.venv-ref'/'bin'/'python'
+REF_SITE = next((ROOT/'.venv-ref'/'lib').glob('python3*/site-packages'), None)
+
+
+def maps():
+    "The two inputs: 8-bit and float boundary probabilities (19, 512, 1024), float64."
+    _, _, soft = inputs(full=True)  # (19, 1024, 2048), already 8-bit
+    half = resize_nearest(torch.from_numpy(soft), (512, 1024)).numpy().astype(np.float64)
+    rng = np.random.default_rng(1)
+    dense = np.clip(half + rng.uniform(-0.5, 0.5, half.shape) / 255, 1e-4, 1)  # undo the rounding, no zeros
+    return {'8-bit': half, 'float': dense}
+
+
+def reference_nms(x, tmp):
+    "pyEdgeEval's fast_nms of every map, run in the reference environment."
+    tmp = Path(tmp)
+    np.save(tmp/'x.npy', x)
+    (tmp/'task.json').write_text(json.dumps(dict(op='nms', x=str(tmp/'x.npy'), out=str(tmp/'y.npy'))))
+    r = subprocess.run([str(REF_PY), str(ROOT/'tests'/'ref'/'ref_pyedgeeval.py'), str(tmp/'task.json')], capture_output=True, text=True)
+    if r.returncode: raise RuntimeError(r.stderr[-3000:])
+    return np.load(tmp/'y.npy')
+
+
+def cpu(f):
+    t = time.process_time(); f(); return time.process_time() - t
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('-n', type=int, default=5, help='timed pairs per input')
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    if REF_SITE is None: sys.exit(f"reference environment missing: {ROOT/'.venv-ref'} (make ref-env)")
+    sys.path.append(str(REF_SITE))
+    from pyEdgeEval.preprocess import fast_nms
+    rows = []
+    for name, x in maps().items():
+        ref_all = lambda: [fast_nms(m, r=1, s=5, m=1.01) for m in x]
+        ours = lambda: edge_nms(x)
+        ours(); ref_all()  # warm-up
+        pairs = []
+        for i in range(a.n):
+            first, second = (ours, ref_all) if i % 2 == 0 else (ref_all, ours)
+            t1, t2 = cpu(first), cpu(second)
+            to, tr = (t1, t2) if i % 2 == 0 else (t2, t1)
+            pairs.append((to, tr))
+        with tempfile.TemporaryDirectory() as tmp: ref = reference_nms(x, tmp)
+        got = edge_nms(x)
+        diff = got != ref
+        row = dict(input=name, shape=list(x.shape), zero_fraction=round(float((x == 0).mean()), 4),
+                   ours_s=round(statistics.median(p[0] for p in pairs), 3), pyedgeeval_s=round(statistics.median(p[1] for p in pairs), 3),
+                   ratio=round(statistics.median(p[1] / p[0] for p in pairs), 2), ratios=[round(p[1] / p[0], 2) for p in pairs],
+                   pixels_differing=int(diff.sum()), pixels=int(diff.size), max_abs_diff=float(np.abs(got - ref).max()))
+        rows.append(row)
+        print(f"{name:>6} {x.shape}  zeros {100 * row['zero_fraction']:.1f}%  edge_nms {row['ours_s']:.3f}s  fast_nms {row['pyedgeeval_s']:.3f}s  "
+              f"ratio {row['ratio']:.1f} (pairs {row['ratios']})  differing pixels {row['pixels_differing']} / {row['pixels']}", flush=True)
+    (HERE/'out').mkdir(exist_ok=True)
+    with atomic_write(HERE/'out'/'nms.json', 'w') as f:
+        json.dump(dict(rows=rows, threads=1, torch=torch.__version__, omp=os.environ.get('OMP_NUM_THREADS')), f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
