@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['fit_model', 'train_cmd']
 
-# %% ../../nbs/71_cli.train.ipynb #5f48b681
+# %% ../../nbs/71_cli.train.ipynb #d996f16f
 from pathlib import Path
 from ..core import set_seed
 from ..data.block import seg_dataloaders
@@ -13,8 +13,9 @@ from ..learner import seg_learner
 from ..inference import save_model
 from .options import parse_size, check_model_args, check_choice, recipe_from_args
 from ..data.datasets import dataset_names
+from ..models.zoo import arch_spec
 
-# %% ../../nbs/71_cli.train.ipynb #2c74676e
+# %% ../../nbs/71_cli.train.ipynb #eae6e4ec
 def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, out, resume:bool=False, workers:int=0,
               seed:int=0, pretrained:bool=False, data_kw:dict=None, **recipe):
     "Train with `seg_dataloaders` + `seg_learner` under the selected recipe; returns the learner."
@@ -24,7 +25,8 @@ def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, 
     given, bs = parse_size(size), bs or rec.bs
     size = given or rec.crop
     set_seed(seed)
-    def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, **(data_kw or {}))
+    inputs = arch_spec(arch).inputs  # label fields the model reads besides the image (MSCI: super-pixels)
+    def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, inputs=inputs, **(data_kw or {}))
     try: dls = dls_for(size)
     except ValueError as e:
         if given or 'larger than the images' not in str(e): raise

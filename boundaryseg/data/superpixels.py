@@ -100,7 +100,7 @@ def sp_resize(sp, # (B,H,W) or (H,W) super-pixel labels (tensor)
     ys, xs = _centres(H, h, stride, sp.device), _centres(W, w, stride, sp.device)
     return sp[..., ys[:, None], xs[None, :]]
 
-# %% ../../nbs/01e_data.superpixels.ipynb #efbd6fa9
+# %% ../../nbs/01e_data.superpixels.ipynb #c5963d60
 class RegionGraph:
     "A batch's super-pixels mapped onto feature levels, with their adjacency: R (Eq. 3), M (Eq. 4) and the broadcast back."
     def __init__(self, sp, # (B,H,W) integer labels at the image's resolution; -1 = no region
@@ -132,7 +132,8 @@ class RegionGraph:
             e = region_adjacency(self.sp, n_sp=self.S)
             d = torch.arange(self.n, device=e.device)
             ij = torch.stack([torch.cat([e[:, 0], e[:, 1], d]), torch.cat([e[:, 1], e[:, 0], d])])
-            self._adj = torch.sparse_coo_tensor(ij, torch.ones(ij.shape[1], device=e.device), (self.n, self.n)).coalesce()
+            self._adj = torch.sparse_coo_tensor(ij, torch.ones(ij.shape[1], device=e.device), (self.n, self.n),
+                                                 check_invariants=False).coalesce()  # built from valid indices
         return self._adj
 
 # %% ../../nbs/01e_data.superpixels.ipynb #7908fbfa

@@ -5,5 +5,6 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/29_models.zoo.ipynb #6719da04
+# %% ../../nbs/29_models.zoo.ipynb #7749fdd6
 from .registry import ARCHS, Arch, register_arch, arch_spec, seg_model, SegModel
+from . import msci  # registers msci, msci_no_cells, msci_no_sp, msci_fcn
