@@ -7,8 +7,8 @@ __all__ = ['PAPER_SP', 'PAPER_AREA', 'superpixel_count', 'relabel', 'slic_superp
            'RegionGraph', 'sp_pool', 'sp_unpool', 'sp_neighbour_sum', 'SuperpixelCache', 'default_cache_dir',
            'SuperpixelProvider']
 
-# %% ../../nbs/01e_data.superpixels.ipynb #b0a4aea4
-import hashlib, json, os
+# %% ../../nbs/01e_data.superpixels.ipynb #570cb74e
+import hashlib, json, os, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -100,7 +100,7 @@ def sp_resize(sp, # (B,H,W) or (H,W) super-pixel labels (tensor)
     ys, xs = _centres(H, h, stride, sp.device), _centres(W, w, stride, sp.device)
     return sp[..., ys[:, None], xs[None, :]]
 
-# %% ../../nbs/01e_data.superpixels.ipynb #c5963d60
+# %% ../../nbs/01e_data.superpixels.ipynb #f39c9bd4
 class RegionGraph:
     "A batch's super-pixels mapped onto feature levels, with their adjacency: R (Eq. 3), M (Eq. 4) and the broadcast back."
     def __init__(self, sp, # (B,H,W) integer labels at the image's resolution; -1 = no region
@@ -118,12 +118,25 @@ class RegionGraph:
         off = torch.arange(self.B, device=t.device).view(self.B, 1, 1) * self.S
         self.idx = [torch.where(l >= 0, l.long() + off, self.n).reshape(-1)
                     for l in (sp_resize(t, s, st) for s, st in zip(self.sizes, strides))]
-        self._adj, self._cnt = None, {}
+        self._adj, self._cnt, self._P = None, {}, {}
 
     def counts(self, level:int) -> torch.Tensor:
         "(B*S,) number of cells of `level` in each region."
         if level not in self._cnt: self._cnt[level] = torch.bincount(self.idx[level], minlength=self.n + 1)[:-1]
         return self._cnt[level]
+
+    def cells(self, level:int) -> torch.Tensor:
+        "The sparse (B*S, B*h*w) CSR matrix of `level`: row n has a one at each cell of region n."
+        if level not in self._P:
+            cnt = self.counts(level)
+            crow = torch.cat([cnt.new_zeros(1), cnt.cumsum(0)])
+            nnz = int(crow[-1])
+            cols = torch.argsort(self.idx[level], stable=True)[:nnz]                  # the cells in region order; no-region cells last
+            with warnings.catch_warnings():  # torch calls sparse CSR support "beta"; it is what it says, and tested here
+                warnings.simplefilter('ignore', UserWarning)
+                self._P[level] = torch.sparse_csr_tensor(crow, cols, torch.ones(nnz, device=cols.device), (self.n, len(self.idx[level])),
+                                                         check_invariants=False)
+        return self._P[level]
 
     @property
     def adj(self):
@@ -136,7 +149,7 @@ class RegionGraph:
                                                  check_invariants=False).coalesce()  # built from valid indices
         return self._adj
 
-# %% ../../nbs/01e_data.superpixels.ipynb #7908fbfa
+# %% ../../nbs/01e_data.superpixels.ipynb #af9e3a4c
 def _level(g, x, level):
     if x.ndim != 4 or tuple(x.shape[-2:]) != g.sizes[level] or x.shape[0] != g.B:
         raise ValueError(f"features of level {level} must be (B={g.B},C,{g.sizes[level][0]},{g.sizes[level][1]}), got {tuple(x.shape)}")
@@ -148,8 +161,11 @@ def _pool(self:RegionGraph, x, # (B,C,h,w) features of `level`
     "R of Eq. 3: the features of each region's cells, summed (or averaged), in one index_add."
     if reduce not in ('sum', 'mean'): raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
     _level(self, x, level)
-    C = x.shape[1]
-    r = x.new_zeros(self.n + 1, C).index_add(0, self.idx[level], x.permute(0, 2, 3, 1).reshape(-1, C))[:-1]
+    C, cl = x.shape[1], x.permute(0, 2, 3, 1)
+    if cl.is_contiguous(): r = (self.cells(level) @ cl.reshape(-1, C).float()).to(x.dtype)  # channels-last memory: a view
+    else:
+        src = x.reshape(C, -1) if self.B == 1 else x.transpose(0, 1).reshape(C, -1)  # (C, B*h*w): no copy for one image
+        r = x.new_zeros(C, self.n + 1).index_add(1, self.idx[level], src)[:, :-1].T.contiguous()
     return r / self.counts(level).clamp(min=1).unsqueeze(1).to(r.dtype) if reduce == 'mean' else r
 
 def _neighbours(self:RegionGraph, r, # (B*S, C) regional features
@@ -162,7 +178,8 @@ def _unpool(self:RegionGraph, r, # (B*S, C) one vector per region
            ) -> torch.Tensor: # (B,C,h,w)
     "Broadcast each region's vector to the cells of `level` whose centres lie in it (zero where there is no region)."
     h, w = self.sizes[level]
-    return torch.cat([r, r.new_zeros(1, r.shape[1])])[self.idx[level]].view(self.B, h, w, -1).permute(0, 3, 1, 2)
+    table = torch.cat([r.T, r.new_zeros(r.shape[1], 1)], 1)           # (C, B*S+1): channels first, so the output is too
+    return table.index_select(1, self.idx[level]).view(-1, self.B, h, w).transpose(0, 1)
 
 RegionGraph.pool, RegionGraph.neighbours, RegionGraph.unpool = _pool, _neighbours, _unpool
 

@@ -38,7 +38,7 @@ class ContextChain(Module):
         a, c = lstm_cell(self.conv(x) + ctx, c, output)
         return x + a, c
 
-# %% ../../nbs/16_models.msci.ipynb #28fa2c9a
+# %% ../../nbs/16_models.msci.ipynb #9146470e
 def region_context(chain:ContextChain, g:RegionGraph, # the batch's super-pixels on every level
                    x, # (B,C_s,h_s,w_s) the source level's map
                    src:int, tgt:int, # level indices of source and target in `g`
@@ -54,7 +54,7 @@ def window_context(chain:ContextChain, x, # (B,C_s,h_s,w_s) the source level's m
     "The no-super-pixel variant: R = the source resampled to the target's size, M = its 3x3 box sum."
     r = F.interpolate(x, size=tuple(size), mode='bilinear', align_corners=False) if x.shape[-1] < size[-1] else F.adaptive_avg_pool2d(x, size)
     m = F.avg_pool2d(r, 3, 1, 1, count_include_pad=True) * 9
-    return F.conv2d(torch.cat([r, m], 1), chain.ctx.weight[:, :, None, None])
+    return chain.ctx(torch.cat([r, m], 1).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # the linear maps at every cell
 
 # %% ../../nbs/16_models.msci.ipynb #4030ea99
 def _fit(x, size):
