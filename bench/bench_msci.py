@@ -6,12 +6,13 @@
    against a loop of assignments); results checked equal. CPU time of this process (the machine is shared).
 2. `forward`: the forward pass of MSCI against its FCN baseline (Table 1) on the same backbone and image.
 3. `slic`: SLIC per 512x512 image (at the paper's density) against reading it back from the cache.
+4. `costs`: the rows of bench/costs_msci.py (parameters and multiply-accumulates at 512x512, ResNet-152).
 
     .venv/bin/python bench/bench_msci.py                      # all three, ResNet-152 for the forward pass
     .venv/bin/python bench/bench_msci.py --only rm slic       # some of them
     .venv/bin/python bench/bench_msci.py --backbone resnet18  # a quicker forward comparison
 
-Writes bench/out/msci_speed.json. All times are CPU seconds of this process (`time.process_time`)."""
+Writes (updates) bench/results/msci_speed.json, which the tutorial shows. All times are CPU seconds of this process (`time.process_time`)."""
 import argparse, json, sys, tempfile, time
 from pathlib import Path
 import numpy as np
@@ -151,7 +152,8 @@ def bench_slic(size=512, n_img=3):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--only', nargs='*', default=['rm', 'forward', 'slic'])
+    ap.add_argument('--only', nargs='*', default=['rm', 'slic', 'forward', 'costs'])
+    ap.add_argument('--out', default=str(HERE / 'results' / 'msci_speed.json'))
     ap.add_argument('--backbone', default='resnet152')
     ap.add_argument('--threads', type=int, default=1)
     a = ap.parse_args()
@@ -173,8 +175,15 @@ def main():
         out['forward'] = r = bench_forward(a.backbone)
         print(f"forward at 512x512 on {a.backbone}: " + ', '.join(f"{k[:-2]} {v:.2f} s" for k, v in r.items() if k.endswith('_s'))
               + f"; MSCI / FCN {r['ratio_msci_vs_fcn']}", flush=True)
-    (HERE / 'out').mkdir(exist_ok=True)
-    (HERE / 'out' / 'msci_speed.json').write_text(json.dumps(out, indent=1))
+    if 'costs' in a.only:
+        import bench_costs
+        rows = [r for r in bench_costs.load_rows(['msci'])]
+        out['costs'] = [bench_costs.measure(r) for r in rows]
+        for r in out['costs']: print(f"{r['model']:<46} {r['params'] / 1e6:8.2f}M params {r['gflops']:8.1f} GMAC at 512x512", flush=True)
+    path = Path(a.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**old, **out}, indent=1))  # sections not run this time are kept
 
 
 if __name__ == '__main__':

@@ -7,11 +7,12 @@ __all__ = ['PAPER_SP', 'PAPER_AREA', 'superpixel_count', 'relabel', 'slic_superp
            'RegionGraph', 'sp_pool', 'sp_unpool', 'sp_neighbour_sum', 'SuperpixelCache', 'default_cache_dir',
            'SuperpixelProvider']
 
-# %% ../../nbs/01e_data.superpixels.ipynb #570cb74e
+# %% ../../nbs/01e_data.superpixels.ipynb #6d5ffd7e
 import hashlib, json, os, warnings
 from pathlib import Path
 import numpy as np
 import torch
+import torch.nn.functional as F
 from skimage.segmentation import slic
 from ..core import atomic_write, load_image
 
@@ -100,7 +101,7 @@ def sp_resize(sp, # (B,H,W) or (H,W) super-pixel labels (tensor)
     ys, xs = _centres(H, h, stride, sp.device), _centres(W, w, stride, sp.device)
     return sp[..., ys[:, None], xs[None, :]]
 
-# %% ../../nbs/01e_data.superpixels.ipynb #f39c9bd4
+# %% ../../nbs/01e_data.superpixels.ipynb #6a722a81
 class RegionGraph:
     "A batch's super-pixels mapped onto feature levels, with their adjacency: R (Eq. 3), M (Eq. 4) and the broadcast back."
     def __init__(self, sp, # (B,H,W) integer labels at the image's resolution; -1 = no region
@@ -115,9 +116,10 @@ class RegionGraph:
         if len(strides) != len(sizes): raise ValueError(f"{len(sizes)} sizes but {len(strides)} strides")
         self.sp, self.B, self.S = t, t.shape[0], _n_sp(t, n_sp)
         self.n, self.sizes = self.B * self.S, [tuple(s) for s in sizes]
-        off = torch.arange(self.B, device=t.device).view(self.B, 1, 1) * self.S
-        self.idx = [torch.where(l >= 0, l.long() + off, self.n).reshape(-1)
+        self.lab = [torch.where(l >= 0, l.long(), self.S).reshape(self.B, -1)      # (B, h*w) per image; S = no region
                     for l in (sp_resize(t, s, st) for s, st in zip(self.sizes, strides))]
+        off = torch.arange(self.B, device=t.device)[:, None] * self.S
+        self.idx = [torch.where(l < self.S, l + off, self.n).reshape(-1) for l in self.lab]  # (B*h*w,) rows b*S+s; n = no region
         self._adj, self._cnt, self._P = None, {}, {}
 
     def counts(self, level:int) -> torch.Tensor:
@@ -149,7 +151,7 @@ class RegionGraph:
                                                  check_invariants=False).coalesce()  # built from valid indices
         return self._adj
 
-# %% ../../nbs/01e_data.superpixels.ipynb #af9e3a4c
+# %% ../../nbs/01e_data.superpixels.ipynb #9db0f833
 def _level(g, x, level):
     if x.ndim != 4 or tuple(x.shape[-2:]) != g.sizes[level] or x.shape[0] != g.B:
         raise ValueError(f"features of level {level} must be (B={g.B},C,{g.sizes[level][0]},{g.sizes[level][1]}), got {tuple(x.shape)}")
@@ -158,14 +160,14 @@ def _pool(self:RegionGraph, x, # (B,C,h,w) features of `level`
           level:int, # index into `sizes`
           reduce:str='sum', # 'sum' (Eq. 3) or 'mean'
          ) -> torch.Tensor: # (B*S, C) regional features R
-    "R of Eq. 3: the features of each region's cells, summed (or averaged), in one index_add."
+    "R of Eq. 3: the features of each region's cells, summed (or averaged), in one scatter_add."
     if reduce not in ('sum', 'mean'): raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
     _level(self, x, level)
     C, cl = x.shape[1], x.permute(0, 2, 3, 1)
     if cl.is_contiguous(): r = (self.cells(level) @ cl.reshape(-1, C).float()).to(x.dtype)  # channels-last memory: a view
     else:
-        src = x.reshape(C, -1) if self.B == 1 else x.transpose(0, 1).reshape(C, -1)  # (C, B*h*w): no copy for one image
-        r = x.new_zeros(C, self.n + 1).index_add(1, self.idx[level], src)[:, :-1].T.contiguous()
+        lab = self.lab[level].unsqueeze(1).expand(-1, C, -1)
+        r = x.new_zeros(self.B, C, self.S + 1).scatter_add(2, lab, x.reshape(self.B, C, -1))[..., :-1].transpose(1, 2).reshape(self.n, C)
     return r / self.counts(level).clamp(min=1).unsqueeze(1).to(r.dtype) if reduce == 'mean' else r
 
 def _neighbours(self:RegionGraph, r, # (B*S, C) regional features
@@ -178,8 +180,9 @@ def _unpool(self:RegionGraph, r, # (B*S, C) one vector per region
            ) -> torch.Tensor: # (B,C,h,w)
     "Broadcast each region's vector to the cells of `level` whose centres lie in it (zero where there is no region)."
     h, w = self.sizes[level]
-    table = torch.cat([r.T, r.new_zeros(r.shape[1], 1)], 1)           # (C, B*S+1): channels first, so the output is too
-    return table.index_select(1, self.idx[level]).view(-1, self.B, h, w).transpose(0, 1)
+    C = r.shape[1]
+    table = F.pad(r.view(self.B, self.S, C).transpose(1, 2), (0, 1))      # (B, C, S+1): channels first, zero for no region
+    return table.gather(2, self.lab[level].unsqueeze(1).expand(-1, C, -1)).view(self.B, C, h, w)
 
 RegionGraph.pool, RegionGraph.neighbours, RegionGraph.unpool = _pool, _neighbours, _unpool
 
