@@ -36,13 +36,14 @@ def test_second_epoch_runs_no_slic(tmp_path):
         calls.append(1)
         return real(*a, **k)
     prov = SuperpixelProvider(tmp_path / 'cache')
-    dls = seg_dataloaders('synthetic', root, size=(64, 128), bs=2, seed=0, inputs=('sp',), providers={'sp': prov}, device='cpu', **SYN)
-    learn = seg_learner(dls, 'msci', 'test_resnet', checkpoint=None, path=tmp_path / 'run', width=8, metrics=[])
     epochs = []
-    with mock.patch.object(superpixels, 'slic', counting), learn.no_bar(), learn.no_logging():
-        for _ in range(2):
-            learn.fit(1)
-            epochs.append(len(calls))
+    with mock.patch.object(superpixels, 'slic', counting):
+        dls = seg_dataloaders('synthetic', root, size=(64, 128), bs=2, seed=0, inputs=('sp',), providers={'sp': prov}, device='cpu', **SYN)
+        learn = seg_learner(dls, 'msci', 'test_resnet', checkpoint=None, path=tmp_path / 'run', width=8, metrics=[])
+        with learn.no_bar(), learn.no_logging():
+            for _ in range(2):
+                learn.fit(1)
+                epochs.append(len(calls))
     assert epochs[0] == 6, epochs                   # 4 training + 2 validation images, once each
     assert epochs[1] == epochs[0], epochs           # the second epoch: all from the cache
     assert len(list((tmp_path / 'cache').glob('*.npz'))) == 6
