@@ -92,10 +92,13 @@ def main():
     torch.set_flush_denormal(True)
     root = Path(a.work) / 'synthetic'
     cache = SuperpixelProvider(Path(a.work) / 'superpixels')  # SLIC once per image, shared by every run
-    runs, out = [], Path(a.out)
+    out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    runs = json.loads(out.read_text())['runs'] if out.exists() else []  # resume: runs already recorded are kept
+    runs = [r for r in runs if r['arch'] in a.variants and r['seed'] in a.seeds]
     for seed in a.seeds:
         for arch in a.variants:
+            if any(r['arch'] == arch and r['seed'] == seed for r in runs): continue
             r = run(arch, seed, a, root, cache)
             runs.append(r)
             print(f"{arch:<14} seed {seed}: mIoU {r['miou'] * 100:5.2f}  ({r['steps']} steps, {r['train_cpu_s']:.0f} CPU s)", flush=True)
