@@ -10,7 +10,8 @@ Rows come from the `bench/costs_*.py` files, one per method; each defines `ROWS`
 `model` (name), `build` (a function returning the model), `size` (input H, W), `paper_params`, `paper_gflops` (None where
 the paper gives none), `rules` ('mmcv': SBCB's mmcv get_flops counting; 'macs': multiply-accumulates of conv/linear
 layers), optionally `train` (count in training mode: training-only heads included), `parts` (a function of the model
-returning the submodules to count) and `note`. Counting: `boundaryseg.models.costs.model_costs` (forward hooks on one
+returning the submodules to count), `inputs` (a function of the size returning the model's inputs, for models that
+read more than the image, e.g. MSCI's super-pixels) and `note`. Counting: `boundaryseg.models.costs.model_costs` (forward hooks on one
 pass of a zero image; see its notebook for the rules)."""
 import argparse, importlib.util, json, sys, time
 from pathlib import Path
@@ -37,7 +38,7 @@ def measure(r):
     m = r['build']()
     t = time.perf_counter()
     c = model_costs(m, r['size'], rules=r.get('rules', 'mmcv'), train=r.get('train', False),
-                    modules=r['parts'](m) if r.get('parts') else None)
+                    modules=r['parts'](m) if r.get('parts') else None, inputs=r['inputs'](r['size']) if r.get('inputs') else None)
     return dict(model=r['model'], group=r['group'], size=list(r['size']), rules=r.get('rules', 'mmcv'), params=c['params'],
                 gflops=round(c['gflops'], 3), paper_params=r.get('paper_params'), paper_gflops=r.get('paper_gflops'),
                 seconds=round(time.perf_counter() - t, 1), note=r.get('note', ''))

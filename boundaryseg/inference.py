@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['OUTPUT_ACTIVATIONS', 'PREDICTORS', 'IMG_EXTS', 'WRITERS', 'dense_outputs', 'register_predictor', 'model_outputs',
-           'eval_mode', 'model_device', 'model_logits', 'predict_whole', 'window_starts', 'predict_slide', 'predict',
-           'predict_batch', 'predict_image', 'save_trainids', 'save_labelids', 'save_overlay', 'save_edges',
-           'register_writer', 'formats_for', 'image_files', 'same_size_batches', 'write_prediction', 'predict_folder',
-           'evaluate', 'save_model', 'load_model']
+           'eval_mode', 'model_device', 'model_logits', 'predict_whole', 'model_inputs', 'window_starts',
+           'predict_slide', 'predict', 'predict_batch', 'predict_image', 'save_trainids', 'save_labelids',
+           'save_overlay', 'save_edges', 'register_writer', 'formats_for', 'image_files', 'same_size_batches',
+           'write_prediction', 'predict_folder', 'evaluate', 'save_model', 'load_model']
 
-# %% ../nbs/60_inference.ipynb #a89b5599
+# %% ../nbs/60_inference.ipynb #6068abda
 import contextlib
 from pathlib import Path
 import numpy as np
@@ -19,7 +19,8 @@ from torch import nn, Tensor
 from fastprogress.fastprogress import progress_bar
 from .core import DataError, IGNORE_INDEX, load_image, save_png, atomic_write, default_device, normalize
 from .data.boundaries import eval_boundaries
-from .data.transforms import resize_nearest
+from .data.transforms import resize_nearest, LABEL_FIELDS
+from .data.block import FIELD_PROVIDERS
 from .vis import overlay
 
 # %% ../nbs/60_inference.ipynb #39469017
@@ -49,7 +50,7 @@ def model_outputs(model:nn.Module) -> tuple:
                                "e.g. boundaryseg.panoptic.inference for 'panoptic')")
     return keys
 
-# %% ../nbs/60_inference.ipynb #4dcc09dc
+# %% ../nbs/60_inference.ipynb #71282972
 @contextlib.contextmanager
 def eval_mode(model:nn.Module):
     "Context manager: `model.eval()` and no autograd inside, the previous train/eval mode restored on exit."
@@ -67,10 +68,12 @@ def model_device(model:nn.Module) -> torch.device:
 def model_logits(model:nn.Module, # a model returning a dict of outputs (or a `seg` tensor)
                  x:Tensor, # normalized batch (B,3,H,W)
                  keys=None, # outputs to return; default `dense_outputs(model)`
+                 extra:dict=None, # the model's other inputs (`model_inputs`): name -> (B,H,W) map, in `model.inputs` order
                 ) -> dict: # output -> logits (B,C,H,W) on `x`'s device, float32
     "One forward pass; each requested output checked against the contract (present, (B,C,H,W) at the input's resolution)."
     keys = keys or dense_outputs(model)
-    out = model(x.to(model_device(model)))
+    dev = model_device(model)
+    out = model(x.to(dev), *[v.to(dev) for v in (extra or {}).values()])
     if not isinstance(out, dict): out = {'seg': out}
     res = {}
     for k in keys:
@@ -84,11 +87,24 @@ def model_logits(model:nn.Module, # a model returning a dict of outputs (or a `s
 def predict_whole(model:nn.Module, # a segmentation (or boundary) model
                   x:Tensor, # normalized batch (B,3,H,W)
                   keys=None, # outputs; default `dense_outputs(model)`
+                  extra:dict=None, # the model's other inputs at `x`'s resolution (`model_inputs`)
                  ) -> dict: # output -> logits (B,C,H,W)
     "Whole-image inference: one forward pass on the full image, in eval mode."
-    with eval_mode(model): return model_logits(model, x, keys)
+    with eval_mode(model): return model_logits(model, x, keys, extra)
 
-# %% ../nbs/60_inference.ipynb #96ffe688
+# %% ../nbs/60_inference.ipynb #1d5c6096
+def model_inputs(model:nn.Module, # a model; `model.inputs` names the label fields it reads after the image
+                 imgs, # uint8 (B,H,W,3) images
+                 providers:dict=None, # field -> provider overrides (default `data.block.FIELD_PROVIDERS`)
+                ) -> dict: # name -> (B,H,W) tensor, in `model.inputs` order
+    "The label maps a model reads besides the image, computed from the uint8 images by their field providers."
+    names, provs = tuple(getattr(model, 'inputs', ())), {**FIELD_PROVIDERS, **(providers or {})}
+    missing = [k for k in names if k not in provs]
+    if missing: raise ValueError(f"the model reads {list(names)} besides the image but no provider computes {missing} "
+                                 f"(data.block.register_field_provider)")
+    return {k: torch.from_numpy(np.stack([np.asarray(provs[k](np.asarray(img))) for img in imgs])) for k in names}
+
+# %% ../nbs/60_inference.ipynb #62a40156
 def window_starts(size:int, # image length along one axis (already padded to at least `crop`)
                   crop:int, # window length
                   stride:int, # step between window starts
@@ -99,7 +115,7 @@ def window_starts(size:int, # image length along one axis (already padded to at 
     n = max(size - crop + stride - 1, 0) // stride + 1
     return (torch.arange(n) * stride).clamp(max=max(size - crop, 0))
 
-# %% ../nbs/60_inference.ipynb #e97e4427
+# %% ../nbs/60_inference.ipynb #c768fcb2
 def _pair(v): return (int(v), int(v)) if np.isscalar(v) else tuple(int(o) for o in v)
 
 def predict_slide(model:nn.Module, # a segmentation (or boundary) model
@@ -109,6 +125,7 @@ def predict_slide(model:nn.Module, # a segmentation (or boundary) model
                   bs:int=8, # windows per forward pass
                   pad_value:float=0., # fill for images smaller than `crop` (0 = mean colour after normalization)
                   keys=None, # outputs; default `dense_outputs(model)`
+                  extra:dict=None, # the model's other inputs at `x`'s resolution, cut into the same windows (padded with the field's value)
                  ) -> dict: # output -> logits (B,C,H,W), each pixel the mean over the windows covering it
     "Sliding-window inference: average the logits of overlapping crops, for every dense output."
     keys = keys or dense_outputs(model)
@@ -122,7 +139,8 @@ def predict_slide(model:nn.Module, # a segmentation (or boundary) model
     idx = (offs[:, None] + local[None]).to(x.device)  # (N, h*w)
     n = len(offs)
     wins = xp.flatten(2)[:, :, idx].permute(0, 2, 1, 3).reshape(B * n, -1, ch, cw)
-    with eval_mode(model): outs = [model_logits(model, w, keys) for w in wins.split(bs)]
+    ex = {k: F.pad(v, (0, pw - W, 0, ph - H), value=LABEL_FIELDS[k]).flatten(1)[:, idx].reshape(B * n, ch, cw) for k, v in (extra or {}).items()}
+    with eval_mode(model): outs = [model_logits(model, wins[i:i + bs], keys, {k: v[i:i + bs] for k, v in ex.items()}) for i in range(0, len(wins), bs)]
     cnt = torch.bincount(idx.flatten(), minlength=ph * pw).to(x)
     res = {}
     for k in keys:
@@ -133,7 +151,7 @@ def predict_slide(model:nn.Module, # a segmentation (or boundary) model
         res[k] = (acc / cnt).view(B, C, ph, pw)[..., :H, :W]
     return res
 
-# %% ../nbs/60_inference.ipynb #7206800a
+# %% ../nbs/60_inference.ipynb #add4ed4c
 def predict(model:nn.Module, # a segmentation (or boundary) model
             x:Tensor, # normalized batch (B,3,H,W)
             scales=(1.,), # resize factors; FastFCN evaluates (0.5, 0.75, 1, 1.25, 1.5, 1.75)
@@ -142,6 +160,7 @@ def predict(model:nn.Module, # a segmentation (or boundary) model
             stride=None, # sliding-window step; default 2/3 of `crop`
             bs:int=8, # windows per forward pass
             keys=None, # outputs; default `dense_outputs(model)`
+            extra:dict=None, # the model's other inputs at `x`'s resolution (`model_inputs`), resized to each scale with nearest
            ) -> dict: # output -> probabilities (B,C,H,W), averaged over scales and flips
     "Multi-scale + flip prediction: average each output's probabilities at the input resolution."
     keys = keys or dense_outputs(model)
@@ -150,8 +169,9 @@ def predict(model:nn.Module, # a segmentation (or boundary) model
     for s in scales:
         size = (max(int(H * s + .5), 1), max(int(W * s + .5), 1))
         xs = x if size == (H, W) else F.interpolate(x, size=size, mode='bilinear', align_corners=False)
-        if flip: xs = torch.cat([xs, xs.flip(-1)])
-        logits = predict_slide(model, xs, crop, stride, bs, keys=keys) if crop is not None else predict_whole(model, xs, keys)
+        es = {k: v if size == (H, W) else resize_nearest(v, size) for k, v in (extra or {}).items()}
+        if flip: xs, es = torch.cat([xs, xs.flip(-1)]), {k: torch.cat([v, v.flip(-1)]) for k, v in es.items()}
+        logits = predict_slide(model, xs, crop, stride, bs, keys=keys, extra=es) if crop is not None else predict_whole(model, xs, keys, es)
         for k in keys:
             p = OUTPUT_ACTIVATIONS[k](logits[k])
             if flip: p = torch.cat([p[:B], p[B:].flip(-1)])
@@ -159,16 +179,17 @@ def predict(model:nn.Module, # a segmentation (or boundary) model
             tot[k] = tot[k] + p.view(1 + flip, B, *p.shape[1:]).sum(0)
     return {k: v / (len(scales) * (1 + flip)) for k, v in tot.items()}
 
-# %% ../nbs/60_inference.ipynb #45d35038
+# %% ../nbs/60_inference.ipynb #cd16910b
 def _decode(k, p): return p.argmax(1).byte().cpu().numpy() if k == 'seg' else p.float().cpu().numpy()
 
 def predict_batch(model:nn.Module, # a segmentation (or boundary) model
                   imgs, # uint8 (B,H,W,3) images of one size
-                  **kwargs, # passed to `predict` (scales, flip, crop, stride, bs, keys)
+                  **kwargs, # passed to `predict` (scales, flip, crop, stride, bs, keys, extra)
                  ) -> dict: # 'seg': uint8 (B,H,W) train ids; 'edge': float32 (B,K,H,W) probabilities
     "Predictions for a batch of uint8 images, one array per dense output (or a registered predictor's outputs)."
     own = [k for k in kwargs.get('keys') or () if k in PREDICTORS]
     if own: return PREDICTORS[own[0]](model, np.asarray(imgs), **{k: v for k, v in kwargs.items() if k != 'keys'})
+    if kwargs.get('extra') is None: kwargs['extra'] = model_inputs(model, imgs)
     x = normalize(imgs).to(model_device(model))
     return {k: _decode(k, p) for k, p in predict(model, x, **kwargs).items()}
 
@@ -179,7 +200,7 @@ def predict_image(model:nn.Module, # a segmentation (or boundary) model
     "Predictions for one uint8 image."
     return {k: v[0] for k, v in predict_batch(model, np.asarray(img)[None], **kwargs).items()}
 
-# %% ../nbs/60_inference.ipynb #19c06609
+# %% ../nbs/60_inference.ipynb #18992f3a
 def save_trainids(pred:np.ndarray, # (H,W) train ids
                   path, # destination PNG
                  ):
@@ -215,7 +236,7 @@ def save_edges(prob:np.ndarray, # (K,H,W) boundary probabilities in [0,1]
     q = np.round(prob * 255).astype(np.uint8)
     return [save_png(q[k], Path(folder)/f'class_{k + 1:03d}'/rel) for k in range(len(q))]
 
-# %% ../nbs/60_inference.ipynb #f62d23b2
+# %% ../nbs/60_inference.ipynb #062f2ba9
 IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 WRITERS = {}
 
@@ -238,7 +259,7 @@ def formats_for(outputs, # output names (e.g. `dense_outputs(model)`)
     "The formats that write the given outputs."
     return tuple(f for f, w in WRITERS.items() if w['output'] in outputs)
 
-# %% ../nbs/60_inference.ipynb #b246990e
+# %% ../nbs/60_inference.ipynb #bc00b437
 def _check_formats(formats, outputs, spec):
     bad = [f for f in formats if f not in WRITERS]
     if bad: raise ValueError(f"unknown output format(s) {bad}; choose from {list(WRITERS)}")
@@ -304,7 +325,7 @@ def predict_folder(model:nn.Module, # a segmentation (or boundary) model
         if WRITERS[f].get('finish'): WRITERS[f]['finish'](Path(out)/f, spec)
     return files
 
-# %% ../nbs/60_inference.ipynb #e30acd3d
+# %% ../nbs/60_inference.ipynb #59da6fb0
 def evaluate(model:nn.Module, # a segmentation (or boundary) model
              ds, # dataset reader (or list) of samples {'img', 'mask', 'name'[, 'inst']}
              n_classes:int, # C
@@ -364,7 +385,7 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
     if sbd is not None: res['edge'] = {**sbd.scores(), 'protocol': f"{edge_protocol}{'+nms' if edge_nms else ''}"}
     return res
 
-# %% ../nbs/60_inference.ipynb #3ebead40
+# %% ../nbs/60_inference.ipynb #312b7ab1
 def save_model(model:nn.Module, # trained model (its `config` rebuilds it)
                path, # destination (.pth)
                meta:dict=None, # anything else worth keeping (dataset and spec name, training size, scores)

@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['scores_json', 'summary_table', 'check_classes', 'eval_cmd']
 
-# %% ../../nbs/72_cli.evaluate.ipynb #f0714524
+# %% ../../nbs/72_cli.evaluate.ipynb #d3562937
 import json
 from pathlib import Path
 import torch
 from ..core import atomic_write
 from ..data.datasets import get_dataset, dataset_names
-from ..inference import load_model, evaluate, dense_outputs, predict_whole
+from ..inference import load_model, evaluate, dense_outputs, predict_whole, model_inputs
 from .options import predict_kwargs, check_choice
 from ..panoptic.inference import evaluate_panoptic, panoptic_summary
 
@@ -49,13 +49,14 @@ def summary_table(s:dict, # from `scores_json`
         lines += [f"  {c:<14} {'n/a' if v is None else f'{v:.4f}'}" for c, v in s['iou'].items()]
     return '\n'.join(lines)
 
-# %% ../../nbs/72_cli.evaluate.ipynb #1d46cb79
+# %% ../../nbs/72_cli.evaluate.ipynb #71e776f7
 def check_classes(net, # a loaded model
                   n:int, # the dataset's number of classes
                   name:str, # the model file, for the message
                  ):
     "Raise a ValueError if the model's outputs do not have the dataset's number of classes."
-    out = predict_whole(net, torch.zeros(1, 3, 64, 64, device=next(net.parameters()).device))
+    extra = model_inputs(net, torch.zeros(1, 64, 64, 3, dtype=torch.uint8).numpy())  # e.g. MSCI's super-pixels
+    out = predict_whole(net, torch.zeros(1, 3, 64, 64, device=next(net.parameters()).device), extra=extra)
     for k, v in out.items():
         if v.shape[1] != n: raise ValueError(f"{name} predicts {v.shape[1]} classes in {k!r} but the dataset has {n}")
 

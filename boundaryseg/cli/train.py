@@ -15,7 +15,7 @@ from .options import parse_size, check_model_args, check_choice, recipe_from_arg
 from ..data.datasets import dataset_names
 from ..models.zoo import arch_spec
 
-# %% ../../nbs/71_cli.train.ipynb #c63cf06d
+# %% ../../nbs/71_cli.train.ipynb #6d1ccc20
 def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, out, resume:bool=False, workers:int=0,
               seed:int=0, pretrained:bool=False, data_kw:dict=None, **recipe):
     "Train with `seg_dataloaders` + `seg_learner` under the selected recipe; returns the learner."
@@ -27,7 +27,8 @@ def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, 
     set_seed(seed)
     # panoptic models train on (mask, inst); the others take every target the reader has ('auto': mask, inst, void)
     targets = ('mask', 'inst') if 'panoptic' in arch_spec(arch).tasks else 'auto'
-    def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, targets=targets, **(data_kw or {}))
+    inputs = arch_spec(arch).inputs  # label fields the model reads besides the image (MSCI: super-pixels)
+    def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, targets=targets, inputs=inputs, **(data_kw or {}))
     try: dls = dls_for(size)
     except ValueError as e:
         if given or 'larger than the images' not in str(e): raise

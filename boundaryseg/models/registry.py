@@ -20,7 +20,7 @@ from .backbones import Backbone
 from .necks import make_neck
 from .heads import FCNHead, PSPHead, ASPPHead, DeepLabV3PlusHead, EncHead, aux_head, atrous_rates
 
-# %% ../../nbs/14_models.registry.ipynb #9a927dd7
+# %% ../../nbs/14_models.registry.ipynb #8dc49345
 class SegModel(Module):
     "Backbone -> optional neck -> decode head, plus training-only heads; a dict of outputs at the input size."
     def __init__(self, backbone:nn.Module, # returns a list of side features; has `feature_info`
@@ -47,6 +47,10 @@ class SegModel(Module):
 
     def forward(self, x, *extra):
         h, w = x.shape[-2:]
+        for i, e in enumerate(extra):
+            if e.ndim != 3 or tuple(e.shape) != (x.shape[0], h, w):
+                raise ValueError(f"extra input {i + 1} ({getattr(self, 'inputs', ('?',) * len(extra))[i]!r}) must be a (B,H,W) map "
+                                 f"of the image's size {(x.shape[0], h, w)}; got shape {tuple(e.shape)}")
         d = self.size_divisor
         if d: x = F.pad(x, (0, -w % d, 0, -h % d))
         feats = self.backbone(x)
@@ -60,7 +64,7 @@ class SegModel(Module):
     def plain(self):
         "The inference model: these modules without the training-only heads (parameters shared, not copied)."
         m = SegModel(self.backbone, self.head, self.neck, None, self.eval_outputs, self.size_divisor, self.align_corners)
-        for k in ('arch', 'spec', 'config'):
+        for k in ('arch', 'spec', 'config', 'inputs'):
             if hasattr(self, k): setattr(m, k, getattr(self, k))
         return m.train(self.training)
 
@@ -74,7 +78,7 @@ class AuxHead(Module):
     def __init__(self, in_chs:list, n_classes:int, **kwargs): self.head = aux_head(in_chs, n_classes, **kwargs)
     def forward(self, feats, x): return {'aux': self.head(feats)['seg']}
 
-# %% ../../nbs/14_models.registry.ipynb #cfb46d64
+# %% ../../nbs/14_models.registry.ipynb #515d4b6b
 @dataclass
 class Arch:
     "One architecture: its builder, outputs, loss terms, metrics and paper recipe."
@@ -85,6 +89,7 @@ class Arch:
     metrics:tuple=('miou', 'acc') # default metrics (names of `learner.METRICS`)
     recipe:str='fastfcn' # the paper's training recipe (a name of `recipes.RECIPES`)
     defaults:dict=field(default_factory=dict) # builder keyword arguments the caller can override
+    inputs:tuple=() # label fields the model takes after the image (e.g. ('sp',)); data loading and inference provide them
     doc:str='' # one line for `--help` and tables
 
     @property
@@ -192,7 +197,7 @@ def register_addon(name:str, # the `seg_model` keyword (and command-line option)
     ADDONS[name] = fn
     return fn
 
-# %% ../../nbs/14_models.registry.ipynb #70482357
+# %% ../../nbs/14_models.registry.ipynb #d9851e0e
 def seg_model(arch:str='deeplabv3plus', # a registered architecture (`ARCHS`)
               backbone='resnet50', # a timm model name, or a `Backbone`
               n_classes:int=19,
@@ -221,6 +226,7 @@ def seg_model(arch:str='deeplabv3plus', # a registered architecture (`ARCHS`)
     model.arch, model.spec, model.eval_outputs = spec.name, spec, spec.eval_outputs
     for k, v in addons.items():
         if v is not None: model = ADDONS[k](model, v, n_classes=n_classes, norm=norm)
+    model.inputs = tuple(getattr(model, 'inputs', spec.inputs))  # a builder option may drop an input (MSCI without super-pixels)
     model.config = dict(arch=spec.name, backbone=getattr(bb, 'name', None), n_classes=n_classes, output_stride=os_, trick=trick,
                         norm=norm, backbone_kw=backbone_kw, **kwargs)
     return model

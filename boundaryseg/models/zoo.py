@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/29_models.zoo.ipynb #391b1822
+# %% ../../nbs/29_models.zoo.ipynb #51933d60
 from .registry import ARCHS, Arch, register_arch, arch_spec, seg_model, SegModel
 from ..panoptic import model as _seamless  # registers 'seamless'
 from . import sbd, sbcb  # SBCB: boundary detectors, the `boundary_head` add-on, SBCB+ fusions
 from . import rpcnet  # registers 'rpcnet', 'rpcnet_seg', 'rpcnet_edge' and the `grad_fusion` add-on
 from .. import rpcnet_losses as _rpc_losses  # the `duality` add-on (RPCNet's loss term on any model predicting seg)
+from . import msci  # registers msci, msci_no_cells, msci_no_sp, msci_fcn

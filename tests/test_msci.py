@@ -1,0 +1,90 @@
+"""MSCI end to end: super-pixels provided, cached and carried through training (the second epoch runs no SLIC), every
+parameter of the context intertwining trained, and the console script's train / eval (multi-scale at the paper's test
+scales) / predict on a model that reads super-pixels."""
+import json, os, subprocess
+from pathlib import Path
+from unittest import mock
+import numpy as np
+import torch
+
+from boundaryseg.data.block import seg_dataloaders
+from boundaryseg.data.datasets import get_dataset
+from boundaryseg.data import superpixels
+from boundaryseg.data.superpixels import SuperpixelProvider, slic_superpixels
+from boundaryseg.learner import seg_learner
+from boundaryseg.inference import predict, model_inputs
+from boundaryseg.core import normalize
+from boundaryseg.models.zoo import seg_model
+from boundaryseg.models.msci import MSCI_TEST_SCALES
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = ROOT / '.venv' / 'bin' / 'boundaryseg'
+SYN = dict(n_train=4, n_val=2, image_size=(64, 128))
+
+
+def synth(tmp):
+    root = tmp / 'synth'
+    get_dataset('synthetic', root, 'train', **SYN)
+    return root
+
+
+def test_second_epoch_runs_no_slic(tmp_path):
+    "Two epochs of training: SLIC runs once per image (train and val), never in the second epoch."
+    root, calls = synth(tmp_path), []
+    real = superpixels.slic
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+    prov = SuperpixelProvider(tmp_path / 'cache')
+    epochs = []
+    with mock.patch.object(superpixels, 'slic', counting):
+        dls = seg_dataloaders('synthetic', root, size=(64, 128), bs=2, seed=0, inputs=('sp',), providers={'sp': prov}, device='cpu', **SYN)
+        learn = seg_learner(dls, 'msci', 'test_resnet', checkpoint=None, path=tmp_path / 'run', width=8, metrics=[])
+        with learn.no_bar(), learn.no_logging():
+            for _ in range(2):
+                learn.fit(1)
+                epochs.append(len(calls))
+    assert epochs[0] == 6, epochs                   # 4 training + 2 validation images, once each
+    assert epochs[1] == epochs[0], epochs           # the second epoch: all from the cache
+    assert len(list((tmp_path / 'cache').glob('*.npz'))) == 6
+
+
+def test_every_msci_parameter_gets_a_gradient():
+    "Both chains of every level pair, the deconvolutions, the reductions and the classifier are all used."
+    torch.manual_seed(0)
+    m = seg_model('msci', 'test_resnet', n_classes=3, width=8).train()
+    img = (np.random.default_rng(0).random((2, 64, 96, 3)) * 255).astype(np.uint8)
+    sp = torch.from_numpy(np.stack([slic_superpixels(i, n_segments=60) for i in img]))
+    out = m(normalize(img), sp)['seg']
+    torch.nn.functional.cross_entropy(out, torch.randint(0, 3, (2, 64, 96))).backward()
+    dead = [n for n, p in m.head.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not dead, dead
+
+
+def test_multiscale_predict_reads_superpixels():
+    "At the paper's test scales the model is given the one map, resized: probabilities, and no error about sizes."
+    m = seg_model('msci', 'test_resnet', n_classes=3, width=8).eval()
+    img = (np.random.default_rng(1).random((1, 50, 70, 3)) * 255).astype(np.uint8)
+    p = predict(m, normalize(img), scales=MSCI_TEST_SCALES, extra=model_inputs(m, img))['seg']
+    assert p.shape == (1, 3, 50, 70)
+    torch.testing.assert_close(p.sum(1), torch.ones(1, 50, 70))
+
+
+def run(*args, env=None):
+    return subprocess.run([str(EXE), *map(str, args)], capture_output=True, text=True, timeout=900, env=env)
+
+
+def test_cli_train_eval_predict(tmp_path):
+    root, out = synth(tmp_path), tmp_path / 'run'
+    env = {**os.environ, 'BOUNDARYSEG_CACHE': str(tmp_path / 'cache')}
+    r = run('train', '--root', root, '--arch', 'msci', '--backbone', 'test_resnet', '--width', '8', '--epochs', '1', '--size', '64,128',
+            '--bs', '2', '--out', out, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(list((tmp_path / 'cache' / 'superpixels').glob('*.npz'))) == 6
+    r = run('eval', out / 'model.pth', '--root', root, '--scales', ','.join(map(str, MSCI_TEST_SCALES)), '--out', tmp_path / 'eval', env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
+    assert s['n_images'] == 2 and 0 <= s['miou'] <= 1
+    r = run('predict', out / 'model.pth', root / 'leftImg8bit' / 'val', '--out', tmp_path / 'pred', env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(list((tmp_path / 'pred' / 'trainIds').rglob('*.png'))) == 2
