@@ -56,7 +56,7 @@ class GradFusion(Module):
         g = spatial_gradient(seg.detach() if self.detach else seg, self.k, self.temperature, self.pad)
         return self.fuse([edge, g.to(edge.dtype)])
 
-# %% ../../nbs/15_models.rpcnet.ipynb #2a630bbd
+# %% ../../nbs/15_models.rpcnet.ipynb #3f690d3e
 class GradFusionHead(Module):
     "A decode head whose `edge` output is replaced by its ∇M fusion with the head's `seg` output (Eq. 4)."
     def __init__(self, head:nn.Module, # a decode head returning a dict with `seg` and `edge` logits (B,K,h,w)
@@ -69,23 +69,36 @@ class GradFusionHead(Module):
             raise ValueError(f"GradFusionHead: the wrapped head returned {sorted(out)}; ∇M fusion needs both 'seg' and 'edge'")
         return {**out, 'edge': self.fusion(out['edge'], out['seg'])}
 
+def _head_outputs(model):
+    "What the decode head itself returns (not the model's `decode`, which may add outputs of other modules), at 64x64."
+    got, was = {}, model.training
+    hook = model.head.register_forward_hook(lambda mod, args, out: got.update(out))
+    extra = [torch.zeros(1, 64, 64, dtype=torch.long) for _ in getattr(getattr(model, 'spec', None), 'inputs', ())]
+    try:
+        with torch.no_grad(): model.eval().decode(model.backbone(torch.zeros(1, 3, 64, 64)), (64, 64), *extra)
+    finally: hook.remove(); model.train(was)
+    return got
+
 def add_grad_fusion(model:SegModel, # a built model whose decode head predicts `seg` and `edge`
-                    value=True, # True, or a dict of `GradFusion` options; False/None: no change
+                    value=True, # True, or a dict of `GradFusion` options; False/None: no change (RPCNet: its own fusion off)
                     n_classes:int=None, # K; default: read from the head's output
                     norm:str=None, # unused (the add-on signature)
                    ) -> SegModel:
     "∇M fusion (RPCNet Eq. 4) added to the decode head of any joint segmentation + boundary model."
+    head = getattr(model, 'head', None)
+    if isinstance(head, GradFusionHead) and value: raise ValueError("add_grad_fusion: the model's head already fuses ∇M")
+    own = getattr(head, 'fusion', False)
+    if not isinstance(head, GradFusionHead) and (own is None or isinstance(own, GradFusion)):  # a head with its own fusion (RPCHead): switch it
+        if not value: head.fusion = None
+        elif own is None: raise ValueError("add_grad_fusion: this model predicts one task (S = 1); ∇M fusion needs both 'seg' and 'edge'")
+        elif isinstance(value, dict): head.fusion = GradFusion(own.n_classes, **value)
+        return model
     if not value: return model
-    if not isinstance(getattr(model, 'head', None), nn.Module): raise ValueError("add_grad_fusion needs a SegModel (a model with a decode `head`)")
-    if isinstance(model.head, GradFusionHead): raise ValueError("add_grad_fusion: the model's head already fuses ∇M")
-    if n_classes is None:
-        was = model.training
-        with torch.no_grad(): out = model.eval().decode(model.backbone(torch.zeros(1, 3, 64, 64)), (64, 64))
-        model.train(was)
-        if 'seg' not in out or 'edge' not in out:
-            raise ValueError(f"add_grad_fusion: the decode head predicts {sorted(out)}; ∇M fusion needs both 'seg' and 'edge'")
-        n_classes = out['seg'].shape[1]
-    model.head = GradFusionHead(model.head, n_classes, **(value if isinstance(value, dict) else {}))
+    if not isinstance(head, nn.Module): raise ValueError("add_grad_fusion needs a SegModel (a model with a decode `head`)")
+    out = _head_outputs(model)
+    if 'seg' not in out or 'edge' not in out:
+        raise ValueError(f"add_grad_fusion: the decode head predicts {sorted(out)}; ∇M fusion needs both 'seg' and 'edge' from the decode head")
+    model.head = GradFusionHead(head, n_classes or out['seg'].shape[1], **(value if isinstance(value, dict) else {}))
     return model
 
 # %% ../../nbs/15_models.rpcnet.ipynb #b68eadc0
