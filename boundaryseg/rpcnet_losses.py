@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['duality_loss', 'DualityLoss', 'DualityPredLoss', 'balanced_edge_loss', 'BalancedEdgeLoss', 'add_duality']
 
-# %% ../nbs/32_rpcnet_losses.ipynb #9fd7b857
+# %% ../nbs/32_rpcnet_losses.ipynb #f6b6305b
 import dataclasses
 import math
 import torch
@@ -15,7 +15,7 @@ from fastcore.basics import store_attr
 from fastai.torch_core import Module
 from .core import IGNORE_INDEX
 from .losses import register_loss
-from .boundary_losses import edge_targets
+from .boundary_losses import edge_targets, EdgeTermLoss, reduce_per_image
 from .models.rpcnet import spatial_gradient
 from .models.registry import register_addon
 
@@ -31,7 +31,7 @@ def duality_loss(seg:Tensor, # (B,K,H,W) segmentation logits
     v = valid.float()
     return (l * v).flatten(1).sum(1) / (v.flatten(1).sum(1) * seg.shape[1]).clamp_min(1)
 
-# %% ../nbs/32_rpcnet_losses.ipynb #1a3fc090
+# %% ../nbs/32_rpcnet_losses.ipynb #ee6688d7
 class DualityLoss(Module):
     "The duality loss term (Eq. 5) of `seg` logits against ground-truth class boundaries made from the batch's mask."
     def __init__(self,
@@ -49,7 +49,7 @@ class DualityLoss(Module):
             raise ValueError(f"DualityLoss: logits {tuple(seg.shape)} do not match mask {tuple(mask.shape)}; expected (B,C,H,W) at the mask's resolution")
         bgt = edge_targets(mask, seg.shape[1], None, void, self.radius)
         l = duality_loss(seg, bgt.float() * self.scale, mask != self.ignore_index, **self.grad_kw)
-        return _reduce(l, reduction or self.reduction)
+        return reduce_per_image(l, reduction or self.reduction)
 
 class DualityPredLoss(Module):
     "[U]'s duality variant: L1 between ∇M of `seg` and the predicted boundary probabilities sigmoid(`edge`)."
@@ -60,14 +60,9 @@ class DualityPredLoss(Module):
         if edge.shape != seg.shape: raise ValueError(f"DualityPredLoss: seg {tuple(seg.shape)} and edge {tuple(edge.shape)} logits differ in shape")
         p = torch.sigmoid(edge.float())
         l = duality_loss(seg, p.detach() if self.detach_edge else p, mask != self.ignore_index, **self.grad_kw)
-        return _reduce(l, reduction or self.reduction)
+        return reduce_per_image(l, reduction or self.reduction)
 
-def _reduce(per_img, reduction):
-    if reduction == 'mean': return per_img.mean()
-    if reduction == 'none': return per_img
-    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
-
-# %% ../nbs/32_rpcnet_losses.ipynb #fc10011c
+# %% ../nbs/32_rpcnet_losses.ipynb #9eae4546
 def balanced_edge_loss(pred:Tensor, # (B,K,H,W) boundary logits
                        y:Tensor, # (B,K,H,W) targets in {0,1}
                       ) -> Tensor: # (B,) per-image means over the K·H·W entries
@@ -77,24 +72,9 @@ def balanced_edge_loss(pred:Tensor, # (B,K,H,W) boundary logits
     w = torch.where(y > 0, beta, 1 - beta)
     return F.binary_cross_entropy_with_logits(pred.float(), y, weight=w, reduction='none').flatten(1).mean(1)
 
-class BalancedEdgeLoss(Module):
-    "The class-balanced boundary loss term (Eq. 7), its targets made from the batch (instance-sensitive with `inst`)."
-    def __init__(self,
-                 radius:float=2, # boundary radius of the targets
-                 n_classes:int=None, # C of the mask; default the number of logit channels
-                 classes=None, # train ids with a boundary channel (default all C)
-                 reduction:str='mean', # 'mean' over images, or 'none': per image (B,)
-                ):
-        if radius < 1: raise ValueError(f"BalancedEdgeLoss: radius must be at least 1 pixel, got {radius}")
-        store_attr()
-
-    def forward(self, pred:Tensor, mask:Tensor, reduction=None, inst=None, void=None, **targets):
-        C = self.n_classes or pred.shape[1]
-        K = C if self.classes is None else len(self.classes)
-        if pred.ndim != 4 or pred.shape[0] != mask.shape[0] or pred.shape[-2:] != mask.shape[-2:] or pred.shape[1] != K:
-            raise ValueError(f"BalancedEdgeLoss: logits {tuple(pred.shape)} do not match mask {tuple(mask.shape)} and {K} boundary classes")
-        y = edge_targets(mask, C, inst, void, self.radius, self.classes)
-        return _reduce(balanced_edge_loss(pred, y), reduction or self.reduction)
+class BalancedEdgeLoss(EdgeTermLoss):
+    "The class-balanced boundary loss term (Eq. 7), its targets made from the batch (instance-sensitive with `inst`, void-aware with `void`)."
+    def loss(self, pred, y): return balanced_edge_loss(pred, y)
 
 # %% ../nbs/32_rpcnet_losses.ipynb #e981838b
 def _grad_kw(o): return {k: o[f'grad_{k}'] for k in ('k', 'temperature', 'pad') if o.get(f'grad_{k}') is not None}
