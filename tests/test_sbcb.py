@@ -23,23 +23,42 @@ n_params = lambda m: sum(p.numel() for p in m.parameters())
 
 
 def _build(arch, **kw):
-    "A small instance of `arch` (ResNet-18, narrow heads)."
+    "A small instance of `arch` (ResNet-18, narrow heads); panoptic models get the thing flags of their classes."
+    if 'panoptic' in ARCHS[arch].tasks: kw['thing'] = (False, False, True, True, False)
     return seg_model(arch, 'resnet18', n_classes=5, width=16, **kw)
 
 
-@pytest.mark.parametrize('arch', SEMANTIC)
-@pytest.mark.parametrize('head', ['casenet', 'dds', 'bbcb'])
+def _inputs(arch, x):
+    "The image and the label maps the architecture reads besides it (MSCI: super-pixels), for one forward pass."
+    g = torch.Generator().manual_seed(1)
+    extra = {'sp': lambda: torch.randint(0, 30, (len(x), *x.shape[-2:]), generator=g)}
+    return (x, *(extra[k]() for k in ARCHS[arch].inputs))
+
+
+def _train_inputs(arch, x):
+    "`_inputs`, plus the targets a panoptic model reads in training (one thing instance per image)."
+    if 'panoptic' not in ARCHS[arch].tasks: return x
+    mask = torch.zeros(len(x[0]), *x[0].shape[-2:], dtype=torch.long); mask[:, 8:40, 16:60] = 2
+    inst = torch.zeros_like(mask); inst[:, 8:40, 16:60] = 1
+    return (*x, mask, inst)
+
+
+# every head on every semantic architecture; the panoptic model (slow on CPU) with CASENet's
+CASES = [(a, h) for a in SEMANTIC for h in (('casenet',) if 'panoptic' in ARCHS[a].tasks else ('casenet', 'dds', 'bbcb'))]
+
+
+@pytest.mark.parametrize('arch,head', CASES)
 def test_eval_is_the_baseline(arch, head, tmp_path):
     torch.manual_seed(0)
     m = _build(arch, boundary_head=head)
     torch.manual_seed(0)
     base = _build(arch)
-    x = torch.randn(2, 3, 64, 96)
-    train_out = m.train()(x)
+    x = _inputs(arch, torch.randn(2, 3, 64, 96))
+    train_out = m.train()(*_train_inputs(arch, x))
     assert {'edge', 'edge_last'} <= set(train_out) or {'sbcb_edge', 'sbcb_edge_last'} <= set(train_out)
-    assert set(train_out) - set(base.train()(x)) == {k for k, v in m.spec.outputs.items() if k not in base.spec.outputs}
+    assert set(train_out) - set(base.train()(*_train_inputs(arch, x))) == {k for k, v in m.spec.outputs.items() if k not in base.spec.outputs}
     m.eval(); base.eval()
-    with torch.no_grad(): out, ref_out = m(x), base(x)
+    with torch.no_grad(): out, ref_out = m(*x), base(*x)
     assert set(out) == set(ref_out) == set(base.eval_outputs)
     assert n_params(m.plain()) == n_params(base.plain())
     assert n_params(m) - n_params(m.plain()) == n_params(m.train_heads['sbcb']) + sum(n_params(h) for k, h in base.train_heads.items())
@@ -48,10 +67,10 @@ def test_eval_is_the_baseline(arch, head, tmp_path):
     assert n_params(net) == n_params(base.plain())
     base.plain().load_state_dict(m.plain().state_dict())
     with torch.no_grad():
-        for k in out: torch.testing.assert_close(base(x)[k], m(x)[k]); torch.testing.assert_close(net(x)[k], m(x)[k])
+        for k in out: torch.testing.assert_close(base(*x)[k], m(*x)[k]); torch.testing.assert_close(net(*x)[k], m(*x)[k])
     # the FLOPs of inference are the baseline's
     from boundaryseg.models.costs import model_costs
-    assert model_costs(m, (64, 96))['flops'] == model_costs(base, (64, 96))['flops']
+    assert model_costs(m, (64, 96), inputs=x)['flops'] == model_costs(base, (64, 96), inputs=x)['flops']
 
 
 def test_sbcb_trains_with_its_terms(tmp_path):
