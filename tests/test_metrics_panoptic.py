@@ -145,14 +145,19 @@ def perturb_cs(sem, inst, rng):
     return s.astype(np.int64), i
 
 
-def test_equals_cityscapes_panoptic(tmp_path):
+def cityscapes_frames(tmp_path):
+    "The fixture frame's GT as three Cityscapes val frames under tmp_path, and three perturbed predictions of it."
     lbl, inst = load_ids(CS_GT/f'{FRAME}_gtFine_labelIds.png'), load_ids(CS_GT/f'{FRAME}_gtFine_instanceIds.png')
     gsem = CITYSCAPES.encode(lbl).astype(np.int64)
     frames = [f'frankfurt_{k:06d}_{k:06d}' for k in range(3)]
     city = tmp_path/'gtFine'/'val'/'frankfurt'
     city.mkdir(parents=True)
     for f in frames: shutil.copy(CS_GT/f'{FRAME}_gtFine_instanceIds.png', city/f'{f}_gtFine_instanceIds.png')
-    preds = [perturb_cs(gsem, inst, np.random.default_rng(s)) for s in range(3)]
+    return gsem, inst, frames, city, [perturb_cs(gsem, inst, np.random.default_rng(s)) for s in range(3)]
+
+
+def test_equals_cityscapes_panoptic(tmp_path):
+    gsem, inst, frames, city, preds = cityscapes_frames(tmp_path)
     anns, pans = [], []
     for f, (s, i) in zip(frames, preds):
         pan, segs = sem_inst_to_panoptic(s, i, CITYSCAPES, no_inst='void', cat_ids=CITYSCAPES.train_to_native)

@@ -90,14 +90,8 @@ def test_writers_read_by_cityscapes_and_panopticapi(tmp_path):
     panopticapi's pq_compute, what PanopticMetrics gives on the same (sem, inst) maps."""
     import shutil
     from boundaryseg.panoptic.inference import save_panoptic, finish_panoptic
-    from test_metrics_panoptic import perturb_cs
-    lbl, inst = load_ids(CS_GT/f'{FRAME}_gtFine_labelIds.png'), load_ids(CS_GT/f'{FRAME}_gtFine_instanceIds.png')
-    gsem = CITYSCAPES.encode(lbl).astype(np.int64)
-    frames = [f'frankfurt_{k:06d}_{k:06d}' for k in range(3)]
-    city = tmp_path/'gtFine'/'val'/'frankfurt'
-    city.mkdir(parents=True)
-    for f in frames: shutil.copy(CS_GT/f'{FRAME}_gtFine_instanceIds.png', city/f'{f}_gtFine_instanceIds.png')
-    preds = [perturb_cs(gsem, inst, np.random.default_rng(s)) for s in range(3)]
+    from test_metrics_panoptic import cityscapes_frames
+    gsem, inst, frames, city, preds = cityscapes_frames(tmp_path)
     for f, (s, i) in zip(frames, preds):
         dense, segs = sem_inst_to_panoptic(s, i, CITYSCAPES, no_inst='void')
         cat = np.array([255] + [g['category_id'] for g in segs])[dense]
