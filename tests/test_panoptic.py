@@ -88,7 +88,6 @@ def test_ddp_two_processes(tmp_path):
 def test_writers_read_by_cityscapes_and_panopticapi(tmp_path):
     """Predictions written by the Cityscapes and COCO panoptic writers score, under cityscapesscripts' evaluatePanoptic and
     panopticapi's pq_compute, what PanopticMetrics gives on the same (sem, inst) maps."""
-    import shutil
     from boundaryseg.panoptic.inference import save_panoptic, finish_panoptic
     from test_metrics_panoptic import cityscapes_frames
     gsem, inst, frames, city, preds = cityscapes_frames(tmp_path)
