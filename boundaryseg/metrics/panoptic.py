@@ -70,7 +70,7 @@ def _segment_index(pan, seg_ids, name, scale=1):
     if bad.any(): raise DataError(f"{name}: segment ids {np.unique(pan[bad])[:10].tolist()} are in the map but not in segments_info")
     return dense
 
-def _pq_dense(joint, gcat, gcrowd, pcat, K, name='', weights=None):
+def _pq_dense(joint, gcat, gcrowd, pcat, K, name='', weights=None, biou=None):
     "(K,5) [iou_sum, tp, fp, fn, iou_sum_dagger] of one image from `g*(P+1)+p` of the dense segment maps (pixels, or runs of `weights` pixels)."
     G, P = len(gcat), len(pcat)
     I = np.bincount(joint.ravel(), weights, minlength=(G + 1) * (P + 1)).reshape(G + 1, P + 1)
@@ -80,6 +80,7 @@ def _pq_dense(joint, gcat, gcrowd, pcat, K, name='', weights=None):
         raise DataError(f"{name}: predicted segments {np.flatnonzero(pred_area == 0).tolist()} (positions in segments_info) have no pixels")
     with np.errstate(divide='ignore', invalid='ignore'):
         iou = inter / (pred_area[None] + gt_area[:, None] - inter - void_pred[None])
+    if biou is not None: iou = np.minimum(iou, biou)  # Boundary PQ (metrics.boundary_iou): min(mask IoU, Boundary IoU)
     cand = (inter > 0) & (gcat[:, None] == pcat[None]) & ~gcrowd[:, None]
     match = cand & (iou > 0.5)
     stats = np.zeros((K, 5))
@@ -330,6 +331,7 @@ def _rles(masks):
 def coco_mask_ap(gts, # list of (pan, segments_info) panoptic ground truths
                  preds, # list of dicts: masks (N,H,W) bool, labels (N,) category ids, scores (N,)
                  categories, # LabelSpec or COCO category dicts (thing categories are evaluated)
+                 evaluator=None, # a COCOeval subclass (default pycocotools' COCOeval; Boundary AP: metrics.boundary_iou)
                 ) -> dict: # AP, AP50, AP75, APs, APm, APl (NaN where pycocotools has no ground truth)
     "COCO mask AP (pycocotools `COCOeval`, iouType 'segm') of scored instance predictions."
     from pycocotools.coco import COCO
@@ -356,6 +358,6 @@ def coco_mask_ap(gts, # list of (pan, segments_info) panoptic ground truths
         gt.dataset = dict(images=images, annotations=anns, categories=[dict(id=int(c)) for c in ids[isthing]])
         gt.createIndex()
         if not dets: return dict(nan, AP=0., AP50=0., AP75=0.)
-        ev = COCOeval(gt, gt.loadRes(dets), 'segm')
+        ev = (evaluator or COCOeval)(gt, gt.loadRes(dets), 'segm')
         ev.evaluate(); ev.accumulate(); ev.summarize()
     return {k: (float(v) if v >= 0 else np.nan) for k, v in zip(nan, ev.stats[:6])}
