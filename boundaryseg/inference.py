@@ -331,6 +331,7 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
              n_classes:int, # C
              bs:int=4, # images per forward pass
              tols=(3, 5, 9, 12), # boundary F-score tolerances in pixels; () skips it
+             biou_widths=(3, 0.005), # Boundary IoU band widths: pixels, or fractions of the diagonal (Cheng et al.); () skips it
              out=None, # write predictions under `out/<format>/<name>.png`
              spec=None, # `LabelSpec` for the 'labelIds' / 'color' outputs
              formats=None, # formats written when `out` is given; default trainIds/color for seg, edge for edge
@@ -341,14 +342,16 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
              edge_nms:bool=False, # Test-NMS (STEAL, RPCNet) of the boundary probabilities before the SBD evaluation
              **kwargs, # passed to `predict` (scales, flip, crop, stride)
             ) -> dict: # scores per task ('seg' scores flat; 'edge': SBD scores), 'n_images', 'examples'
-    "Predict a dataset at full resolution and score each output: mIoU, IoU, accuracies, boundary F; MF-ODS/OIS/AP."
+    "Predict a dataset at full resolution and score each output: mIoU, IoU, accuracies, boundary F, Boundary IoU; MF-ODS/OIS/AP."
     from boundaryseg.metrics.semantic import SegMetrics
     from boundaryseg.metrics.bfscore import BFScores
     from boundaryseg.metrics.sbd import SBDMetrics
+    from boundaryseg.metrics.boundary_iou import BIoUMetrics
     outputs = dense_outputs(model)
     if formats is None: formats = tuple(f for f in ('trainIds', 'color', 'edge') if WRITERS[f]['output'] in outputs)
     sm = SegMetrics(n_classes) if 'seg' in outputs else None
     bf = BFScores(n_classes, tols) if 'seg' in outputs and tols else None
+    bi = BIoUMetrics(n_classes, biou_widths) if 'seg' in outputs and biou_widths else None
     sbd = SBDMetrics(n_classes, protocol=edge_protocol, thresholds=thresholds, thing_ids=None if spec is None else spec.thing_ids.tolist(),
                      apply_nms=edge_nms) if 'edge' in outputs else None
     store, examples, n = {}, [], 0
@@ -363,6 +366,7 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
         gts = torch.from_numpy(np.stack([store[i]['mask'] for i, _ in batch]))
         if sm is not None: sm.update(torch.from_numpy(preds['seg']), gts)
         if bf is not None: bf.update(torch.from_numpy(preds['seg']), gts)
+        if bi is not None: bi.update(torch.from_numpy(preds['seg']), gts)
         if sbd is not None:
             insts = [store[i].get('inst') for i, _ in batch]
             inst = torch.from_numpy(np.stack(insts)) if sbd.proto.instance_sensitive and all(v is not None for v in insts) else None
@@ -382,6 +386,7 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
     if bf is not None:
         b = bf.scores()
         res.update(bf=b['f'].numpy(), bf_class=b['f_class'].numpy(), bf_tols=list(tols))
+    if bi is not None: res.update(biou=bi.scores()['mbiou'], biou_class=bi.scores()['biou_class'], biou_widths=list(biou_widths))
     if sbd is not None: res['edge'] = {**sbd.scores(), 'protocol': f"{edge_protocol}{'+nms' if edge_nms else ''}"}
     return res
 

@@ -13,6 +13,7 @@ from ..core import atomic_write
 from ..data.datasets import get_dataset, dataset_names
 from ..inference import load_model, evaluate, dense_outputs, predict_whole, model_inputs
 from .options import predict_kwargs, check_choice
+from ..metrics.boundary_iou import width_name
 from ..panoptic.inference import evaluate_panoptic, panoptic_summary
 
 # %% ../../nbs/72_cli.evaluate.ipynb #df0327eb
@@ -27,6 +28,9 @@ def scores_json(res:dict, # from `inference.evaluate`
     if 'bf' in res:
         d['bf'] = {f'{t}px': _f(v) for t, v in zip(res['bf_tols'], res['bf'])}
         d['bf_class'] = {c: _f(v) for c, v in zip(classes, res['bf_class'][0])}
+    if 'biou' in res:
+        d['biou'] = {width_name(w): _f(v) for w, v in zip(res['biou_widths'], res['biou'])}
+        d['biou_class'] = {c: _f(v) for c, v in zip(classes, res['biou_class'][0])}
     if 'edge' in res:
         e = res['edge']
         d['edge'] = dict(protocol=e['protocol'], mf_ods=_f(e['mf_ods']), mf_ois=_f(e['mf_ois']), map=_f(e['map']),
@@ -37,10 +41,11 @@ def scores_json(res:dict, # from `inference.evaluate`
 def summary_table(s:dict, # from `scores_json`
                   title:str='', # first line
                  ) -> str:
-    "Plain-text summary: mIoU, accuracies, boundary F-score, MF-ODS/OIS/AP, then per-class IoU."
+    "Plain-text summary: mIoU, accuracies, boundary F-score, mBIoU, MF-ODS/OIS/AP, then per-class IoU."
     lines = [title] if title else []
     if 'miou' in s: lines += [f"mIoU {s['miou']:.4f}", f"pixel accuracy {s['acc']:.4f}", f"mean accuracy {s['macc']:.4f}"]
     if 'bf' in s: lines.append('boundary F-score ' + ', '.join(f"{v:.4f} @ {k}" for k, v in s['bf'].items()))
+    if 'biou' in s: lines.append('mBIoU ' + ', '.join(f"{v:.4f} @ {k}" for k, v in s['biou'].items()))
     if 'edge' in s:
         e = s['edge']
         lines.append(f"boundaries ({e['protocol']}): MF-ODS {e['mf_ods']:.4f}, MF-OIS {e['mf_ois']:.4f}, AP {e['map']:.4f}")
