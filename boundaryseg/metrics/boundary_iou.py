@@ -7,6 +7,7 @@ __all__ = ['band_width', 'width_name', 'edge_pixels', 'dilate_square', 'band_lev
            'biou_scores', 'BIoUMetrics', 'boundary_ap', 'bpq_stats', 'boundary_pq']
 
 # %% ../../nbs/45_metrics.boundary_iou.ipynb #4e5403f2
+import warnings
 import numpy as np
 import torch
 from fastcore.basics import store_attr, patch
@@ -192,7 +193,9 @@ def _boundary_cocoeval(width):
     from pycocotools import mask as mask_util
     def band_rle(ann):
         if 'boundary' not in ann:
-            m = mask_util.decode(ann['segmentation']).astype(bool)
+            with warnings.catch_warnings():  # pycocotools' decode warns about numpy 2's copy keyword
+                warnings.simplefilter('ignore', DeprecationWarning)
+                m = mask_util.decode(ann['segmentation']).astype(bool)
             ann['boundary'] = mask_util.encode(np.asfortranarray(mask_boundary(m, width).view(np.uint8)))
         return ann['boundary']
     class BoundaryCOCOeval(COCOeval):
