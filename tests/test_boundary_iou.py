@@ -11,7 +11,8 @@ from pycocotools import mask as mask_util
 
 from boundaryseg.core import load_ids, fixtures_path
 from boundaryseg.data.labels import CITYSCAPES
-from boundaryseg.metrics.boundary_iou import biou_counts, biou_scores, mask_boundary, BIoUMetrics, boundary_ap, bpq_stats, band_width
+from boundaryseg.metrics.boundary_iou import (biou_counts, biou_scores, mask_boundary, BIoUMetrics, BoundaryPanopticMetrics, boundary_ap,
+                                              bpq_stats, band_width)
 from boundaryseg.metrics.panoptic import panoptic_instances, sem_inst_to_panoptic, coco_mask_ap
 from conftest import ref_run, run_gloo, feed_views
 from test_metrics_panoptic import perturb_coco, coco_gt
@@ -211,10 +212,40 @@ def test_boundary_pq_equals_api_procedure(tmp_path, ratio):
     assert ours[:, 1].sum() > 10 and ours[:, 2].sum() > 10 and ours[:, 3].sum() > 10  # TP, FP and FN all exercised
 
 
-# ---------------------------------------------------------------- distributed
-def _worker(rank, world, shards, out):
+# ---------------------------------------------------------------- the fastai panoptic family, and distributed
+THING = [False, True, False, True]
+
+
+def panoptic_batch(seed, n=6):
+    g = torch.Generator().manual_seed(seed)
+    blocks = lambda hi: torch.randint(0, hi, (n, 4, 5), generator=g).repeat_interleave(4, 1).repeat_interleave(4, 2)
+    gs, gi = blocks(4), blocks(3)
+    ps, pi = torch.roll(gs, 1, 2), torch.roll(gi, 1, 2)  # one pixel off: matches for mask IoU, fewer for Boundary IoU
+    noise = torch.rand(ps.shape, generator=g) < 0.03
+    ps[noise] = torch.randint(0, 4, (int(noise.sum()),), generator=g)
+    gs[:, :2] = 255
+    return gs, gi, ps, pi
+
+
+def test_boundary_panoptic_metrics_equal_bpq_stats():
+    from boundaryseg.metrics.panoptic import sem_inst_to_panoptic
+    gs, gi, ps, pi = panoptic_batch(3)
+    cats = [dict(id=c, isthing=int(t)) for c, t in enumerate(THING)]
+    for width in (1, 2, 0.1):
+        bm = BoundaryPanopticMetrics(THING, width=width)
+        bm.update(ps, pi, gs, gi)
+        ref = sum(bpq_stats(*sem_inst_to_panoptic(gs[b], gi[b], THING), *sem_inst_to_panoptic(ps[b], pi[b], THING, no_inst='void'), cats, width)
+                  for b in range(len(gs)))
+        np.testing.assert_allclose(bm.counts()[2], ref, rtol=0, atol=1e-12)
+        tp_b, tp_m = bm.counts()[2][:, 1].sum(), bm.counts()[0][:, 1].sum()
+        assert tp_b < tp_m if width == 1 else tp_b <= tp_m  # never more matches than mask IoU; fewer with thin bands
+
+
+def _worker(rank, world, shards, pshards, out):
     acc = BIoUMetrics(5, widths=(1, 3, 0.1))
-    torch.save({'values': feed_views(acc, 'seg', shards[rank]), 'counts': acc.counts()[0]}, f'{out}/{rank}.pt')
+    pm = BoundaryPanopticMetrics(THING, which=('pq', 'bpq', 'bsq'), width=2)
+    torch.save({'values': feed_views(acc, 'seg', shards[rank]), 'counts': acc.counts()[0],
+                'pvalues': feed_views(pm, 'panoptic', pshards[rank]), 'bstats': pm.counts()[2]}, f'{out}/{rank}.pt')
 
 
 def test_two_process_gloo_equals_one_process(tmp_path):
@@ -223,10 +254,18 @@ def test_two_process_gloo_equals_one_process(tmp_path):
     masks[:, :2] = 255
     logits = torch.randn(6, 5, 15, 21, generator=g) + 4 * torch.nn.functional.one_hot(torch.roll(masks.clamp(max=4), 1, 2), 5).permute(0, 3, 1, 2)
     shards = [[(logits[:2], masks[:2]), (logits[2:5], masks[2:5])], [(logits[5:], masks[5:])]]
-    run_gloo(_worker, 2, shards, str(tmp_path))
+    gs, gi, ps, pi = panoptic_batch(0)
+    pred = ps * 1000 + pi
+    pshards = [[(pred[:2], gs[:2], gi[:2]), (pred[2:5], gs[2:5], gi[2:5])], [(pred[5:], gs[5:], gi[5:])]]
+    run_gloo(_worker, 2, shards, pshards, str(tmp_path))
     single = BIoUMetrics(5, widths=(1, 3, 0.1))
     single.update(logits, masks)
+    psingle = BoundaryPanopticMetrics(THING, width=2)
+    psingle.update(ps, pi, gs, gi)
+    ps_ = psingle.scores()
     for r in range(2):
         res = torch.load(tmp_path/f'{r}.pt', weights_only=False)
         torch.testing.assert_close(res['counts'], single.counts()[0], rtol=0, atol=0)
         np.testing.assert_allclose(res['values'], single.scores()['mbiou'], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res['bstats'], psingle.counts()[2], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res['pvalues'], [ps_['pq'], ps_['bpq'], ps_['bsq']], rtol=0, atol=1e-12)

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['band_width', 'width_name', 'edge_pixels', 'dilate_square', 'band_levels', 'mask_boundary', 'biou_counts',
-           'biou_scores', 'BIoUMetrics', 'boundary_ap', 'bpq_stats', 'boundary_pq']
+           'biou_scores', 'BIoUMetrics', 'boundary_ap', 'bpq_stats', 'boundary_pq', 'BoundaryPanopticMetrics']
 
 # %% ../../nbs/45_metrics.boundary_iou.ipynb #4e5403f2
 import warnings
@@ -14,7 +14,8 @@ from fastcore.basics import store_attr, patch
 from ..core import IGNORE_INDEX, DataError
 from .base import CountsMetrics, unpadded_rows, to_numpy, int_labels, check_ids
 from .semantic import seg_labels
-from .panoptic import panoptic_categories, pq_scores, coco_mask_ap, _as_ids, _segment_index, _cat_index, _pq_dense
+from .panoptic import (PanopticMetrics, panoptic_categories, pq_scores, coco_mask_ap, _as_ids, _segment_index, _cat_index,
+                                          _pq_dense, _dense_sem_inst)
 
 # %% ../../nbs/45_metrics.boundary_iou.ipynb #127c7745
 def band_width(w, # width: pixels (a whole number >= 1), or a fraction of the image diagonal in (0, 1)
@@ -221,6 +222,17 @@ def boundary_ap(gts, # list of (pan, segments_info) panoptic ground truths
     return coco_mask_ap(gts, preds, categories, evaluator=_boundary_cocoeval(width))
 
 # %% ../../nbs/45_metrics.boundary_iou.ipynb #0a97fb57
+def _bpq_dense(gd, pd, gcat, gcrowd, pcat, K, d, name=''):
+    "(K,5) PQ counts with IoU = min(mask IoU, Boundary IoU at `d` px) of dense segment maps (0 = VOID, 1..G / 1..P)."
+    G, P = len(gcat), len(pcat)
+    # band pixels keep their segment, interiors become G+1 / P+1, VOID stays 0
+    gb = np.where(gd == 0, 0, np.where(band_levels(gd, [d]) == 0, gd, G + 1))
+    pb = np.where(pd == 0, 0, np.where(band_levels(pd, [d]) == 0, pd, P + 1))
+    IB = np.bincount((gb * (P + 2) + pb).ravel(), minlength=(G + 2) * (P + 2)).reshape(G + 2, P + 2)
+    inter, g_area, p_area, void = IB[1:G + 1, 1:P + 1], IB[1:G + 1].sum(1), IB[:, 1:P + 1].sum(0), IB[0, 1:P + 1]
+    with np.errstate(divide='ignore', invalid='ignore'): biou = inter / (g_area[:, None] + p_area[None] - inter - void[None])
+    return _pq_dense(gd * (P + 1) + pd, gcat, gcrowd, pcat, K, name, biou=biou)
+
 def bpq_stats(gt_pan, # ground-truth segment ids (H,W) int, or RGB (H,W,3)
               gt_segments, # ground-truth segments_info (id, category_id, iscrowd)
               pred_pan, # predicted segment ids (H,W) or RGB
@@ -238,14 +250,7 @@ def bpq_stats(gt_pan, # ground-truth segment ids (H,W) int, or RGB (H,W,3)
     pcat = _cat_index(info(pred_segments, 'category_id'), ids, f'{name} prediction')
     gd = _segment_index(g, info(gt_segments, 'id'), f'{name} ground truth')
     pd = _segment_index(p, info(pred_segments, 'id'), f'{name} prediction')
-    G, P, d = len(gcat), len(pcat), band_width(width, *g.shape)
-    # band pixels keep their segment, interiors become G+1 / P+1, VOID stays 0
-    gb = np.where(gd == 0, 0, np.where(band_levels(gd, [d]) == 0, gd, G + 1))
-    pb = np.where(pd == 0, 0, np.where(band_levels(pd, [d]) == 0, pd, P + 1))
-    IB = np.bincount((gb * (P + 2) + pb).ravel(), minlength=(G + 2) * (P + 2)).reshape(G + 2, P + 2)
-    inter, g_area, p_area, void = IB[1:G + 1, 1:P + 1], IB[1:G + 1].sum(1), IB[:, 1:P + 1].sum(0), IB[0, 1:P + 1]
-    with np.errstate(divide='ignore', invalid='ignore'): biou = inter / (g_area[:, None] + p_area[None] - inter - void[None])
-    return _pq_dense(gd * (P + 1) + pd, gcat, info(gt_segments, 'iscrowd', 0) == 1, pcat, len(ids), f'{name} prediction', biou=biou)
+    return _bpq_dense(gd, pd, gcat, info(gt_segments, 'iscrowd', 0) == 1, pcat, len(ids), band_width(width, *g.shape), f'{name} prediction')
 
 def boundary_pq(gts, # list of (pan, segments_info) ground truths
                 preds, # list of (pan, segments_info) predictions, same order
@@ -259,3 +264,41 @@ def boundary_pq(gts, # list of (pan, segments_info) ground truths
     names = names or [f'image {k}' for k in range(len(gts))]
     stats = sum((bpq_stats(*g, *p, categories, width, n) for g, p, n in zip(gts, preds, names)), np.zeros((len(ids), 5)))
     return pq_scores(stats, isthing, ids)
+
+# %% ../../nbs/45_metrics.boundary_iou.ipynb #0dd73d8b
+class BoundaryPanopticMetrics(PanopticMetrics):
+    "`PanopticMetrics` plus Boundary PQ counts: scores 'bpq', 'bsq', 'brq' (and _th / _st) beside PQ and PQ†."
+    known = PanopticMetrics.known + tuple(f"b{k}{s}" for s in ('', '_th', '_st') for k in ('pq', 'sq', 'rq'))
+    def __init__(self,
+                 thing, # (C,) bool thing flags, or a LabelSpec
+                 which=('pq', 'bpq'), # scores to show
+                 width=0.02, # Boundary IoU width: a fraction of the image diagonal, or pixels
+                 **kwargs, # `PanopticMetrics` options (ignore_index, min_inst, key, label_divisor, valid_fn)
+                ):
+        band_width(width, 1, 1)
+        self.width = width
+        super().__init__(thing, which=which, **kwargs)
+
+    def zeros(self):
+        "PQ counts `stats`, the confusion matrix `cm` and the Boundary PQ counts `bstats` (C,5), at zero."
+        return dict(super().zeros(), bstats=np.zeros((len(self.thing), 5)))
+
+@patch
+def update(self:BoundaryPanopticMetrics, pred_sem, pred_inst, gt_sem, gt_inst):
+    "Add the PQ, confusion and Boundary PQ counts of a batch of images."
+    PanopticMetrics.update(self, pred_sem, pred_inst, gt_sem, gt_inst)
+    ps, pi, gs, gi = (to_numpy(x, n) for x, n in zip((pred_sem, pred_inst, gt_sem, gt_inst), ('pred_sem', 'pred_inst', 'gt_sem', 'gt_inst')))
+    if ps.ndim == 2: ps, pi, gs, gi = ps[None], pi[None], gs[None], gi[None]
+    for b in range(len(ps)):
+        g, gcat, gcrowd = _dense_sem_inst(gs[b], gi[b], self.thing, self.ignore_index, self.min_inst, 'crowd', name='ground truth')
+        p, pcat, _ = _dense_sem_inst(ps[b], pi[b], self.thing, self.ignore_index, 1, 'void', name='prediction')
+        self.add(bstats=_bpq_dense(g, p, gcat, gcrowd, pcat, len(self.thing), band_width(self.width, *g.shape), f'image {b} of the batch'))
+
+@patch
+def from_counts(self:BoundaryPanopticMetrics, stats, cm, bstats):
+    "`PanopticMetrics`' scores plus `bpq`, `bsq`, `brq` (All), `_th`, `_st`, and `per_class_boundary`."
+    out = PanopticMetrics.from_counts(self, stats, cm)
+    r = pq_scores(bstats, self.thing)
+    out.update({f"b{k}{sfx}": r[part][k] for part, sfx in (('All', ''), ('Things', '_th'), ('Stuff', '_st')) for k in ('pq', 'sq', 'rq')})
+    out['per_class_boundary'] = r['per_class']
+    return out
