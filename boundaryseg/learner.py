@@ -37,6 +37,7 @@ from . import rpcnet_losses  # registers 'duality', 'duality_pred', 'balanced_ed
 from .metrics.semantic import SegMetrics
 from .metrics.bfscore import BFScores
 from .metrics.sbd import SBDMetrics
+from .metrics.boundary_iou import BIoUMetrics, BoundaryPanopticMetrics
 from .metrics.panoptic import PanopticMetrics
 from .callbacks import LossTermsCallback, TerminateOnNonFinite, CheckpointCallback, SegCSVLogger
 from .recipes import Recipe, RECIPE_FIELDS, get_recipe
@@ -192,15 +193,19 @@ def register_metric(names, # the metric names this family provides
 register_metric(('miou', 'acc', 'macc', 'fwiou'),
                 lambda which, C, spec: list(SegMetrics(C, which=which, class_names=getattr(spec, 'classes', None))))
 register_metric(('bf',), lambda which, C, spec: list(BFScores(C, tols=(3,))))
+register_metric(('biou',), lambda which, C, spec: list(BIoUMetrics(C, widths=(3,), class_names=getattr(spec, 'classes', None))))
 register_metric(('mf_ods', 'mf_ois', 'map'),
                 lambda which, C, spec: list(SBDMetrics(C, which=which, class_names=getattr(spec, 'classes', None),
                                                        thing_ids=None if spec is None else spec.thing_ids.tolist())))
 
 def _panoptic_metrics(which, C, spec):
     if spec is None: raise ValueError(f"the panoptic metrics {list(which)} need the dataset's LabelSpec (its thing classes): DataLoaders with `spec`")
+    if any(w.startswith('b') for w in which):  # Boundary PQ's bands cost time: only when a Boundary PQ score is asked for
+        return list(BoundaryPanopticMetrics(spec.thing, which=which, width=0.005))
     return list(PanopticMetrics(spec.thing, which=which))
 
-register_metric(('pq', 'sq', 'rq', 'pq_th', 'sq_th', 'rq_th', 'pq_st', 'sq_st', 'rq_st', 'pq_dagger'), _panoptic_metrics)
+register_metric(('pq', 'sq', 'rq', 'pq_th', 'sq_th', 'rq_th', 'pq_st', 'sq_st', 'rq_st', 'pq_dagger', 'bpq', 'bsq', 'brq',
+                 'bpq_th', 'bsq_th', 'brq_th', 'bpq_st', 'bsq_st', 'brq_st'), _panoptic_metrics)
 
 def make_metrics(names, # metric names, e.g. an architecture's `Arch.metrics`
                  n_classes:int, # C

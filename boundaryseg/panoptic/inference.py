@@ -18,6 +18,7 @@ from ..inference import (register_predictor, register_writer, model_device, same
                                    WRITERS, formats_for)
 from ..metrics.panoptic import PanopticMetrics, sem_inst_to_panoptic, panoptic_instances, coco_mask_ap
 from ..metrics.semantic import SegMetrics
+from ..metrics.boundary_iou import BoundaryPanopticMetrics, boundary_ap
 from .fusion import panoptic_segments
 from .data import short_side_size
 
@@ -121,12 +122,13 @@ def evaluate_panoptic(model, # a `Seamless` model
                       ap:bool=True, # compute COCO mask AP (keeps all masks in memory)
                       short:int=None, # test short side
                       keep:int=0, # return the first `keep` (img, mask, inst, prediction) examples
+                      biou_width=0.005, # Boundary PQ / Boundary AP band width: pixels, or a fraction of the diagonal (the api's 0.5% for Cityscapes)
                       progress:bool=True,
                      ) -> dict:
-    "PQ / SQ / RQ (all, things, stuff), PQ†, mIoU (panoptic and semantic head), mask AP of a model on a dataset."
+    "PQ / SQ / RQ (all, things, stuff), PQ†, Boundary PQ, mIoU (panoptic and semantic head), mask and Boundary AP of a model on a dataset."
     spec = spec or ds.spec
     C, thing = spec.n_classes, np.asarray(spec.thing, bool)
-    pm, sm = PanopticMetrics(thing), SegMetrics(C)
+    pm, sm = BoundaryPanopticMetrics(thing, width=biou_width), SegMetrics(C)
     cats = [dict(id=c, isthing=int(t)) for c, t in enumerate(thing)]
     gts, pan_inst, det_inst, examples, store, n = [], [], [], [], {}, 0
     def samples():
@@ -164,6 +166,7 @@ def evaluate_panoptic(model, # a `Seamless` model
     if ap:
         res['ap'] = coco_mask_ap(gts, pan_inst, cats)['AP']
         res['ap_detections'] = coco_mask_ap(gts, det_inst, cats)['AP']
+        res['boundary_ap'] = boundary_ap(gts, pan_inst, cats, width=biou_width)['AP']
     res.update(n_images=n, examples=examples)
     return res
 
@@ -174,7 +177,8 @@ def panoptic_summary(r:dict, # from `evaluate_panoptic`
                     ) -> tuple: # (text, JSON-able dict)
     "Plain-text summary and JSON-able scores of `evaluate_panoptic`'s result."
     f = lambda v: None if v is None or v != v else round(float(v), 6)
-    keys = ('pq', 'sq', 'rq', 'pq_th', 'sq_th', 'rq_th', 'pq_st', 'sq_st', 'rq_st', 'pq_dagger', 'miou', 'miou_semantic', 'ap', 'ap_detections')
+    keys = ('pq', 'sq', 'rq', 'pq_th', 'sq_th', 'rq_th', 'pq_st', 'sq_st', 'rq_st', 'pq_dagger', 'bpq', 'bsq', 'brq', 'bpq_th', 'bpq_st',
+            'miou', 'miou_semantic', 'ap', 'ap_detections', 'boundary_ap')
     d = {k: f(r[k]) for k in keys if k in r}
     d['per_class'] = {classes[c]: {k: f(v) for k, v in s.items()} for c, s in r['per_class'].items()}
     d['n_images'] = r['n_images']
@@ -184,6 +188,7 @@ def panoptic_summary(r:dict, # from `evaluate_panoptic`
         f"things: PQ {p(d['pq_th'])}  SQ {p(d['sq_th'])}  RQ {p(d['rq_th'])}",
         f"stuff:  PQ {p(d['pq_st'])}  SQ {p(d['sq_st'])}  RQ {p(d['rq_st'])}",
         f"PQ† {p(d['pq_dagger'])}  mIoU {p(d['miou'])} (panoptic output), {p(d['miou_semantic'])} (semantic head)"]
-    if 'ap' in d: lines.append(f"mask AP {p(d['ap'])} (panoptic instances), {p(d['ap_detections'])} (detections)")
+    if 'bpq' in d: lines.append(f"Boundary PQ {p(d['bpq'])}  SQ {p(d['bsq'])}  RQ {p(d['brq'])} (things {p(d['bpq_th'])}, stuff {p(d['bpq_st'])})")
+    if 'ap' in d: lines.append(f"mask AP {p(d['ap'])} (panoptic instances), {p(d['ap_detections'])} (detections), Boundary AP {p(d['boundary_ap'])}")
     lines += [f"  {c:<14} PQ {p(v['pq'])}  PQ† {p(v['pq_dagger'])}" for c, v in d['per_class'].items()]
     return '\n'.join(lines), d
