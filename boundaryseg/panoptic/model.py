@@ -153,7 +153,7 @@ def build_seamless(bb:nn.Module, # `models.backbones.Backbone` (a timm ResNet; `
                    thing=None, # (C,) bool thing flags, e.g. `spec.thing`; required
                    norm:str='bn', # 'bn' or 'syncbn' (body, FPN, semantic head, RPN); the RoI head uses `roi_norm`
                    roi_norm:str='gn', # RoI head norm: 'gn' (paper, 16 groups) or 'bn' (the released configs' iABN)
-                   freeze:int=2, # freeze the stem and res2 (the authors' num_frozen=2)
+                   freeze:int=None, # freeze the stem and res2 (the authors' num_frozen=2); None: only pretrained weights (`leaky_backbone`)
                    width:int=256, extra:int=1, # FPN channels and extra levels
                    anchor_scale:float=8., ratios=(1., 0.5, 2.), # anchors
                    final_ks:int=1, pool=(64, 64), # MiniDL: 1x1 (code, parameter count) or 3x3 (text) final conv; pooling window
