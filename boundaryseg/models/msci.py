@@ -49,13 +49,13 @@ def region_context(chain:ContextChain, g:RegionGraph, # the batch's super-pixels
                    x, # (B,C_s,h_s,w_s) the source level's map
                    src:int, tgt:int, # level indices of source and target in `g`
                    reduce:str='mean', # R of Eq. 3: 'mean' over the region's cells, or 'sum' (as written)
-                   nbr_reduce:str='mean', # M of Eq. 4: 'mean' over the region and its neighbours, or 'sum' (as written)
+                   nbr_reduce:str='mean', # M of Eq. 4: 'mean' over the region and its neighbours that own cells of `src`, or 'sum' (as written)
                   ): # (B,4C_t,h_t,w_t)
     "W_s R + W_a M of the source's super-pixel features, at each cell of the target level (Eq. 3-5)."
     _check_reduce('nbr_reduce', nbr_reduce)
     r = g.pool(x, src, reduce)
     m = g.neighbours(r)
-    if nbr_reduce == 'mean': m = m / g.neighbours(r.new_ones(len(r), 1))  # 1 + the number of neighbours of each region
+    if nbr_reduce == 'mean': m = m / g.neighbours((g.counts(src) > 0).to(r.dtype)[:, None]).clamp(min=1)  # regions with cells at this level
     return g.unpool(chain.ctx(torch.cat([r, m], 1)), tgt)
 
 def window_context(chain:ContextChain, x, # (B,C_s,h_s,w_s) the source level's map
