@@ -89,7 +89,7 @@ class MultiLabelEdgeLoss(EdgeTermLoss):
         if self.clamped > self.warn_clamped and not getattr(self, '_warned', False):
             self._warned = True
             warnings.warn(f"MultiLabelEdgeLoss: the positive weight clamps to 1 on {self.clamped:.0%} of the batch's images: their boundary "
-                          f"pixels (summed over classes) cover {float(y.flatten(1).mean(1).median()):.0%} of the image (median), more than the "
+                          f"pixels, summed over classes, amount to {float((y.flatten(1).sum(1) / y[0, 0].numel()).median()):.0%} of the image's pixels (median), more than the "
                           f"negatives, so the loss is not class-balanced there (Cityscapes-like crops: about 7%, weight about 14). "
                           f"Use larger images or a smaller radius (now {self.radius}); `loss.clamped` records the share per batch.", stacklevel=2)
         return multilabel_edge_loss(pred, y, pw)
