@@ -3,14 +3,20 @@
 the validation split: the six loss terms per epoch, PQ / SQ / RQ (all, things, stuff), PQ†, mIoU (panoptic output and
 semantic head), mask AP, and a figure of validation images (image | ground truth | prediction, panoptic overlays).
 
-The budget settings (stated in the output JSON): ResNet-18 from scratch (no pretrained weights here), FPN and RPN width
-128, RoI head FC 256 / mask convs 128, 128 sampled RoIs per image, RPN top-2000 -> 500 proposals in training
-(1000 -> 300 at test), anchors of scale 2 (16..256 px: the synthetic objects are small), stuff-area threshold scaled
-with the image area (4096 px at 1024x2048 -> 64 px at 128x256), 128x256 images, batch 4, the 'seamless' recipe
-(SGD 0.01 Nesterov, wd 1e-4, 200-iteration warm-up, x0.1 at 75% and 92% of training), six loss terms of weight 1.
+Data as the paper feeds it (Sec. 5): `panoptic.data.panoptic_dataloaders`, whole images whose short side is floor(short t),
+t ~ U[0.5, 2], random flip, no crop, padded batches. The synthetic configuration (`SYNTHETIC`, issue 19) matches the scene
+scale and the anchors to each other: 256x512 scenes at short side 256, anchors of scale 4 (16..256 px on P2..P6) and
+ratios 1/3, 1/2, 1, 2, 3, so that 85% of the thing boxes have an anchor at IoU >= 0.5 and 27% at the matcher's 0.7, and
+P6 has valid anchors (the old 128x256 crops with scale-2 anchors: 57% / 8%, and no valid P6 anchor at all;
+`experiments/seamless_anchors.py` measures both). The 'seamless' recipe (SGD 0.01 Nesterov, wd 1e-4, warm-up and
+x0.1 milestones at the paper's fractions of the run: 200/48k, 36k/48k, 44k/48k). Budget settings (stated in the JSON):
+ResNet-18 from scratch (nothing frozen: only pretrained weights are), FPN and RPN width 128, RoI head FC 256 / mask
+convs 128, 128 sampled RoIs per image, RPN top-2000 -> 500 proposals in training (1000 -> 300 at test), stuff-area
+threshold scaled with the image area (4096 px at 1024x2048), batch 4.
 
-    python bench/seamless_synthetic.py                         # ~25-30 CPU-minutes: writes nbs/tutorials/results/seamless_synthetic.*
-    python bench/seamless_synthetic.py --epochs 2 --n-train 8  # a smoke run
+    python bench/seamless_synthetic.py --steps 2000                  # the run (not rerun since issue 19; several CPU-hours)
+    python bench/seamless_synthetic.py --steps 2 --n-train 8 --n-val 2 --out /tmp/seamless_smoke   # a smoke run
+    python bench/seamless_synthetic.py --device cuda --steps 20000
 """
 import argparse, json, os, sys, time
 from pathlib import Path
@@ -21,7 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from boundaryseg.core import set_seed  # noqa: E402
-from boundaryseg.data.block import seg_dataloaders  # noqa: E402
+from fastai.callback.core import Callback, CancelFitException  # noqa: E402
+from boundaryseg.panoptic.data import panoptic_dataloaders  # noqa: E402
 from boundaryseg.data.datasets import get_dataset  # noqa: E402
 from boundaryseg.learner import seg_learner  # noqa: E402
 from boundaryseg.inference import save_model  # noqa: E402
@@ -33,9 +40,21 @@ from boundaryseg.vis import save_fig  # noqa: E402
 SCORES = ('pq', 'sq', 'rq', 'pq_th', 'sq_th', 'rq_th', 'pq_st', 'sq_st', 'rq_st', 'pq_dagger', 'miou', 'miou_semantic', 'ap', 'ap_detections')
 
 
-def budget_model_kw(h, w):
-    return dict(width=128, anchor_scale=2., min_stuff_area=max(1, round(4096 * h * w / (1024 * 2048))),
+# scene scale and anchors of the synthetic run, matched (experiments/seamless_anchors.py measures the coverage)
+SYNTHETIC = dict(image_size=(256, 512), short=256, scale=(0.5, 2.0), max_long=2048, anchor_scale=4., ratios=(1 / 3, 0.5, 1., 2., 3.))
+
+
+def budget_model_kw(h, w, anchor_scale=SYNTHETIC['anchor_scale'], ratios=SYNTHETIC['ratios']):
+    return dict(width=128, anchor_scale=anchor_scale, ratios=tuple(ratios), min_stuff_area=max(1, round(4096 * h * w / (1024 * 2048))),
                 roi_kw=dict(n_samples=128, fc=256, conv=128), rpn_kw=dict(pre_nms=(2000, 1000), post_nms=(500, 300)))
+
+
+class StopAfter(Callback):
+    "Stop the fit after `n` training steps."
+    order = 99
+    def __init__(self, n): self.n = n
+    def after_batch(self):
+        if self.training and self.learn.train_iter >= self.n: raise CancelFitException()
 
 
 def gt_panoptic(mask, inst, thing):
@@ -57,9 +76,11 @@ def figure(examples, spec, path, n=3):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--epochs', type=int, default=20)
+    ap.add_argument('--steps', type=int, default=2000, help='training steps (the schedule runs over the whole epochs they start)')
     ap.add_argument('--bs', type=int, default=4)
-    ap.add_argument('--size', type=int, nargs=2, default=(128, 256))
+    ap.add_argument('--size', type=int, nargs=2, default=SYNTHETIC['image_size'], help='synthetic scene size (H W)')
+    ap.add_argument('--short', type=int, default=SYNTHETIC['short'], help='training short side: floor(short t), t ~ U[0.5, 2]; validation at short')
+    ap.add_argument('--device', default='cpu')
     ap.add_argument('--n-train', type=int, default=100)
     ap.add_argument('--n-val', type=int, default=20)
     ap.add_argument('--seed', type=int, default=0)
@@ -74,23 +95,27 @@ def main():
     h, w = a.size
     set_seed(a.seed)
     data_kw = dict(n_train=a.n_train, n_val=a.n_val, image_size=(h, w))
-    dls = seg_dataloaders('synthetic', a.data, size=(h, w), bs=a.bs, targets=('mask', 'inst'), seed=a.seed, device='cpu', **data_kw)
+    dls = panoptic_dataloaders('synthetic', a.data, short=a.short, scale=SYNTHETIC['scale'], max_long=SYNTHETIC['max_long'], test_short=a.short,
+                               bs=a.bs, seed=a.seed, device=a.device, **data_kw)
     out = Path(a.out)
     run = ROOT / 'runs' / out.name  # history.csv and model.pth (not committed)
     mk = budget_model_kw(h, w)
     learn = seg_learner(dls, 'seamless', a.backbone, recipe=a.recipe, path=run, checkpoint=None, lr=a.lr, **mk)
     t0, c0 = time.perf_counter(), time.process_time()
-    learn.fit(a.epochs)
+    epochs = -(-a.steps // len(dls.train))
+    learn.fit(epochs, cbs=[StopAfter(a.steps)])
     train_wall, train_cpu = time.perf_counter() - t0, time.process_time() - c0
     names = list(learn.recorder.metric_names)[1:-1]
     history = [dict(zip(names, map(float, v))) for v in learn.recorder.values]
     ds = get_dataset('synthetic', a.data, 'val', **data_kw)
-    r = evaluate_panoptic(learn.model, ds, keep=4, progress=False)
+    r = evaluate_panoptic(learn.model, ds, keep=4, progress=False, short=a.short)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure(r['examples'], ds.spec, out.with_name(out.name + '_val.png'))
-    save_model(learn.model, run / 'model.pth', meta=dict(spec=ds.spec.name, data='synthetic', size=[h, w], recipe=a.recipe))
+    save_model(learn.model, run / 'model.pth', meta=dict(spec=ds.spec.name, data='synthetic', size=[h, w], short=a.short, recipe=a.recipe))
     f = lambda v: None if v != v else round(float(v), 5)
-    res = dict(settings=dict(backbone=a.backbone, pretrained=False, size=[h, w], bs=a.bs, epochs=a.epochs, iterations=a.epochs * len(dls.train),
+    res = dict(settings=dict(backbone=a.backbone, pretrained=False, size=[h, w], short=a.short, scale=list(SYNTHETIC['scale']), loader='panoptic_dataloaders',
+                             bs=a.bs, epochs=epochs, iterations=int(learn.train_iter), device=a.device,
+                             warmup_iters=learn.recipe.warmup_iters(epochs * len(dls.train)), frozen=list(learn.model.backbone.frozen),
                              n_train=a.n_train, n_val=a.n_val, seed=a.seed, recipe=learn.recipe.name, lr=learn.recipe.lr, model_kw=mk,
                              threads=a.threads, torch=torch.__version__),
                train_cpu_minutes=round(train_cpu / 60, 2), train_wall_minutes=round(train_wall / 60, 2),

@@ -30,7 +30,7 @@ class Recipe:
     min_lr:float=0. # poly floor (mmcv's min_lr)
     milestones:tuple=() # 'step': fractions of training at which lr *= gamma
     gamma:float=0.1 # 'step' factor
-    warmup:int=0 # iterations of linear warm-up
+    warmup:int=0 # iterations of linear warm-up, in a run of `iters` iterations when `iters` is set (scaled with the run: `warmup_iters`)
     warmup_ratio:float=1/3 # lr factor at the first warm-up iteration
     aux:bool=True # train the FCN auxiliary head (a training-only head of the classic architectures)
     loss_weights:dict=field(default_factory=dict) # term -> weight overrides of the architecture's loss
@@ -51,6 +51,10 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r}: lr and head_lr_mult must be positive, wd and min_lr non-negative")
         if any(not 0 < m < 1 for m in self.milestones): raise ValueError(f"recipe {self.name!r}: milestones are fractions in (0, 1); got {self.milestones}")
         if self.warmup < 0 or not 0 < self.warmup_ratio <= 1: raise ValueError(f"recipe {self.name!r}: warmup >= 0 and warmup_ratio in (0, 1]")
+
+    def warmup_iters(self, total:int) -> float:
+        "Warm-up iterations in a run of `total`: `warmup` scaled by total/iters when the recipe states its length, as the milestones are."
+        return self.warmup * total / self.iters if self.iters else self.warmup
 
     @property
     def l2(self) -> bool:

@@ -88,3 +88,63 @@ def test_cli_train_eval_predict(tmp_path):
     r = run('predict', out / 'model.pth', root / 'leftImg8bit' / 'val', '--out', tmp_path / 'pred', env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(list((tmp_path / 'pred' / 'trainIds').rglob('*.png'))) == 2
+
+
+def _scene_batch(n=2, size=(128, 256)):
+    from boundaryseg.data.synthetic import synthetic_scene
+    scenes = [synthetic_scene(size, seed=100 + i) for i in range(n)]
+    img = np.stack([s[0] for s in scenes])
+    return normalize(img), torch.from_numpy(np.stack([slic_superpixels(i) for i in img]))
+
+
+def test_default_gates_are_not_saturated_at_init():
+    """Issue 19 (4): with Eq. 3-4 as the literal sums about half of the gate pre-activations start beyond |z| = 6 (most of the
+    finest up-chain's); the default, scale-free aggregation starts with almost none, and the sums stay available."""
+    from boundaryseg.models.msci import gate_stats
+    x, sp = _scene_batch()
+    sat = {}
+    for kw in ({}, dict(region_reduce='sum', neighbour_reduce='sum')):
+        torch.manual_seed(0)
+        m = seg_model('msci', 'resnet18', n_classes=19, width=32, **kw).eval()
+        st = gate_stats(m, x, sp)
+        assert len(st) == 36
+        sat[bool(kw)] = (np.mean([s['sat'] for s in st]), np.mean([s['sat'] for s in st if s['chain'] == 'up0']))
+    assert sat[False][0] < 0.02 and sat[False][1] < 0.02, sat      # default (means)
+    assert sat[True][0] > 0.25 and sat[True][1] > 0.5, sat          # literal sums
+
+
+def test_no_superpixel_arm_aggregates_like_the_full_model():
+    """Issue 19 (4): the 'no super-pixels' arm differs from the full model in the super-pixels only. On a constant feature
+    map every region and every window sees the same feature, so with the same aggregation both contexts are equal
+    (the confounded arms, sums against a window's means, differ by the region sizes)."""
+    from boundaryseg.models.msci import ContextChain, region_context, window_context
+    from boundaryseg.data.superpixels import RegionGraph
+    torch.manual_seed(0)
+    ch = ContextChain(3, 2)
+    _, sp = _scene_batch(1, (64, 128))
+    g = RegionGraph(sp, [(16, 32), (8, 16)], [4, 8])
+    x = torch.ones(1, 3, 16, 32)
+    inside = g.unpool(torch.ones(g.n, 1), 1) > 0           # target cells that lie in a region
+    rc, wc = region_context(ch, g, x, 0, 1), window_context(ch, x, (8, 16))
+    torch.testing.assert_close(rc * inside, wc * inside, atol=1e-5, rtol=1e-5)
+    rs = region_context(ch, g, x, 0, 1, 'sum', 'sum')
+    assert (rs - wc).abs().amax() > 1                        # the literal sums scale with the regions' sizes
+    m_sp, m_no = (seg_model(a, 'test_resnet', n_classes=3, width=8) for a in ('msci', 'msci_no_sp'))
+    assert (m_sp.head.region_reduce, m_sp.head.neighbour_reduce) == (m_no.head.region_reduce, m_no.head.neighbour_reduce) == ('mean', 'mean')
+
+
+def test_ablation_budget_is_equal_compute():
+    "Issue 19 (4): the FCN arm (output stride 8) costs more per step than the MSCI arms; at equal compute it gets fewer steps."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('msci_ablation', ROOT / 'experiments' / 'msci_ablation.py')
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    a = ab.argparse.Namespace(backbone='test_resnet', width=8, crop=(64, 128), reduce='mean')
+    macs = {v: ab.arm_macs(v, a) for v in ('msci', 'msci_no_sp', 'msci_fcn')}
+    assert macs['msci_fcn'] > macs['msci'], macs
+    steps = ab.budget_steps(macs, 100)
+    assert steps['msci'] == 100 and steps['msci_fcn'] < 100
+    for v in macs: assert abs(steps[v] * macs[v] / (100 * macs['msci']) - 1) < 0.01   # equal compute, to the rounding of a step
+    assert set(ab.budget_steps(macs, 100, 'steps').values()) == {100}
+    assert ab.options('msci_no_sp', a)[1] == dict(region_reduce='mean', neighbour_reduce='mean')
+    assert ab.options('msci_sum', a)[1] == dict(region_reduce='sum', neighbour_reduce='sum')

@@ -164,3 +164,56 @@ def test_bad_input():
     with pytest.raises(ValueError, match='at least one thing class'): seg_model('seamless', 'resnet18', n_classes=3, thing=[False] * 3)
     with pytest.raises(DataError, match=r'values \[7\]'): net(x, mask.masked_fill(mask == 1, 7), crowd)
     with pytest.raises(ValueError, match='needs the `mask` and `inst` targets'): net(x)
+
+
+def test_random_backbone_trains_its_stem(tmp_path):
+    """Issue 19 (5): Seamless freezes the stem and res2 only when they hold trained weights. With pretrained=False
+    they train (a frozen random res2 is the identity: timm zero-initialises each block's last norm); with weights from
+    a file (a trained timm state dict stands in for ImageNet's) they are frozen, as the authors' num_frozen=2."""
+    import timm
+    from boundaryseg.models.zoo import seg_model
+    from boundaryseg.losses import seg_loss
+    thing = [False, True, False]
+    torch.manual_seed(0)
+    net = seg_model('seamless', 'resnet18', n_classes=3, thing=thing, pretrained=False, min_stuff_area=64, **SMALL).train()
+    assert net.backbone.frozen == [] and all(p.requires_grad for p in net.backbone.parameters())
+    x = torch.randn(2, 3, 64, 96)
+    mask = torch.zeros(2, 64, 96, dtype=torch.long); mask[:, 10:30, 20:50] = 1; mask[:, 40:] = 2
+    inst = torch.zeros(2, 64, 96, dtype=torch.int32); inst[mask == 1] = 5
+    seg_loss('seamless', 3)(net(x, mask, inst), mask, inst).backward()
+    for mod in (net.backbone.body.conv1, net.backbone.body.layer1[0].bn2):   # the stem, and res2's zero-initialised last norm
+        assert mod.weight.grad is not None and mod.weight.grad.abs().sum() > 0
+    w = tmp_path / 'resnet18.pth'
+    torch.save(timm.create_model('resnet18').state_dict(), w)
+    pre = seg_model('seamless', 'resnet18', n_classes=3, thing=thing, pretrained=w, **SMALL)
+    assert pre.backbone.pretrained and pre.backbone.frozen == ['conv1', 'bn1', 'act1', 'maxpool', 'layer1']
+    assert not any(p.requires_grad for p in pre.backbone.body.layer1.parameters())
+    assert seg_model('seamless', 'resnet18', n_classes=3, thing=thing, freeze=2, **SMALL).backbone.frozen[-1] == 'layer1'  # explicit: obeyed
+
+
+def test_warmup_scales_with_the_run():
+    """Issue 19 (5): the seamless recipe warms up for 200 of its 48k iterations; a 500-iteration run warms up for the
+    same fraction (about 2 iterations), not for 40% of the run, and its milestones fall at 75% and 92%."""
+    from boundaryseg.recipes import get_recipe
+    from boundaryseg.learner import recipe_lr
+    r = get_recipe('seamless')
+    assert math.isclose(recipe_lr(0.01, r, 100 / 48_000, 48_000), 0.01 * (1 / 3 + 100 * (2 / 3) / 200))   # the paper's run: unchanged
+    assert math.isclose(recipe_lr(0.01, r, 10 / 500, 500), 0.01)                                       # past the warm-up at step 10
+    assert math.isclose(recipe_lr(0.01, r, 1 / 500, 500), 0.01 * (1 / 3 + (2 / 3) / (200 * 500 / 48_000)))
+    assert math.isclose(recipe_lr(0.01, r, 376 / 500, 500), 0.001) and math.isclose(recipe_lr(0.01, r, 460 / 500, 500), 0.0001)
+
+
+def test_synthetic_configuration_covers_the_objects(tmp_path):
+    """Issue 19 (5): the synthetic Seamless run reads through panoptic_dataloaders with scene scale and anchors matched:
+    most thing boxes have an anchor at IoU >= 0.5, several times more at the matcher's 0.7 than the old configuration
+    (128x256 crops through seg_dataloaders, scale-2 anchors), and P6 has valid anchors (it had none)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('seamless_anchors', Path(__file__).resolve().parents[1] / 'experiments' / 'seamless_anchors.py')
+    sa = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sa)
+    res = {k: sa.measure(c, tmp_path / k, batches=4) for k, c in sa.CONFIGS.items()}
+    before, after = res['before'], res['after']
+    assert sa.CONFIGS['after']['loader'] == 'panoptic'
+    assert before['valid_anchors_per_level']['P6'] == 0 < after['valid_anchors_per_level']['P6']
+    assert before['iou_ge_07'] < 0.15 and after['iou_ge_07'] > 2 * before['iou_ge_07'], res
+    assert after['iou_ge_05'] > 0.75 > before['iou_ge_05'], res

@@ -121,3 +121,43 @@ def test_bad_input():
     with pytest.raises(ValueError, match='radius must be at least 1 pixel, got 0.5'): MultiLabelEdgeLoss(radius=0.5)
     m = torch.zeros(1, 8, 8, dtype=torch.long); m[0, :, 4:] = 7
     with pytest.raises(ValueError, match=r'values \[7\] are neither train ids 0\.\.4'): MultiLabelEdgeLoss()(torch.zeros(1, 5, 8, 8), m)
+
+
+def test_edge_loss_clamp_is_visible():
+    """Issue 19 (6): when the boundaries cover more than half of most images, the per-image positive weight clamps to
+    1 and the class balance is off: the loss records the weights and the clamped share, and warns once."""
+    from boundaryseg.boundary_losses import MultiLabelEdgeLoss
+    from boundaryseg.data.boundaries import boundary_targets
+    dense = ((torch.arange(16)[:, None] // 2 + torch.arange(32)[None] // 2) % 3).expand(4, 16, 32).clone()   # 2x2 blocks of 3 classes
+    lf = MultiLabelEdgeLoss(radius=2)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        lf(torch.zeros(4, 3, 16, 32), dense)
+        lf(torch.zeros(4, 3, 16, 32), dense)
+    assert lf.clamped == 1. and lf.pos_weight.tolist() == [1.] * 4
+    assert len(w) == 1 and 'clamps to 1 on 100% of the batch' in str(w[0].message)
+    sparse = torch.zeros(2, 64, 128, dtype=torch.long); sparse[:, :, 40:] = 1; sparse[1, 30:, :] = 2
+    lf = MultiLabelEdgeLoss(radius=1)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        lf(torch.zeros(2, 3, 64, 128), sparse)
+    P = boundary_targets(sparse, 3, radius=1).flatten(1).sum(1).float()
+    assert not w and lf.clamped == 0.
+    torch.testing.assert_close(lf.pos_weight, (64 * 128 - P) / P)
+
+
+def test_testbed_boundary_density(tmp_path):
+    """Issue 19 (6): the rebuilt SBCB testbed has Cityscapes-like boundary density: no image's positive weight clamps
+    and the median weight is several times 1 (Cityscapes-like crops: about 13), where the old testbed (64x128 crops,
+    radius 2) clamped on most images."""
+    import importlib.util, sys
+    sys.path.insert(0, str(ROOT / 'experiments'))
+    spec = importlib.util.spec_from_file_location('sbcb_density', ROOT / 'experiments' / 'sbcb_density.py')
+    sd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sd)
+    after, before = (sd.synthetic(sd.SETTINGS[k], tmp_path / k, batches=2) for k in ('after', 'before'))
+    assert sd.SETTINGS['after']['radius'] == 1
+    assert after['clamped'] == 0 and after['pos_weight_median'] > 5 and after['pos_per_pixel'] < 0.2, after
+    assert before['clamped'] > 0.3 and before['pos_weight_median'] < 1.5, before
+    ref = sd.cityscapes_like()
+    assert ref['clamped'] == 0 and 10 < ref['pos_weight_median'] < 20, ref

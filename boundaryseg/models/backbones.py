@@ -136,6 +136,7 @@ class Backbone(Module):
         self.feature_info = [dict(num_chs=chs[i], reduction=reds[i], module=mods[i]) for i in self.keep]
         if norm == 'syncbn': self.body = nn.SyncBatchNorm.convert_sync_batchnorm(self.body)
         self.name, self.frozen = name, self._freeze(freeze_at)
+        self.pretrained = bool(pretrained)  # whether the weights are trained ones (heads freeze only those: `panoptic.fpn.leaky_backbone`)
 
     def _discover_reductions(self, in_chans, sz=64):
         "Strides of the features, measured with a dummy forward in eval mode (running statistics untouched)."

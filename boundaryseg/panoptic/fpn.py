@@ -40,12 +40,13 @@ def leaky_init(m:nn.Module, # initialised in place, with its children
 
 # %% ../../nbs/20_panoptic.fpn.ipynb #6155928b
 def leaky_backbone(bb:nn.Module, # a `models.backbones.Backbone` (a timm ResNet)
-                   freeze:int=2, # freeze the modules up to res2 (2: stem + res2, Seamless), the stem only (1), nothing (0)
+                   freeze:int=None, # freeze up to res2 (2: stem + res2, Seamless), the stem only (1), nothing (0); None: 2 if pretrained, else 0
                   ) -> nn.Module:
     "Replace the backbone's ReLUs by LeakyReLU(0.01) in place and freeze its first `freeze` stages (stem, res2)."
     for parent in list(bb.modules()):
         for n, c in parent.named_children():
             if isinstance(c, nn.ReLU): setattr(parent, n, nn.LeakyReLU(SLOPE, inplace=True))
+    if freeze is None: freeze = 2 if getattr(bb, 'pretrained', False) else 0  # random weights: nothing worth keeping fixed
     if freeze:
         mods = [d['module'].replace('.', '_') for d in bb.feature_info if d['reduction'] >= 4]
         stops = {1: 'maxpool', 2: mods[0] if mods else None}
