@@ -59,8 +59,8 @@ def recipe_lr(start, # the group's initial lr (a number or an array, one per gro
     if recipe.schedule == 'poly': lr = PolyDecay(start, recipe.min_lr, recipe.power)(pos)
     elif recipe.schedule == 'step': lr = start * recipe.gamma ** sum(pos >= m for m in recipe.milestones)
     else: lr = start
-    it = pos * total
-    if recipe.warmup and it < recipe.warmup: lr = lr * (recipe.warmup_ratio + (1 - recipe.warmup_ratio) * it / recipe.warmup)
+    it, w = pos * total, recipe.warmup_iters(total)
+    if w and it < w: lr = lr * (recipe.warmup_ratio + (1 - recipe.warmup_ratio) * it / w)
     return lr
 
 # %% ../nbs/52_learner.ipynb #692874df
