@@ -3,7 +3,7 @@ pipeline doing the same work, interleaved in one process on one thread.
 
 Data: a Cityscapes layout in a temporary folder, 2048x1024 PNGs made from the Cityscapes fixture frame (MANIFEST §1):
 the 256x128 frame upscaled 8x (bilinear) with uniform noise of +-`--noise` grey levels added so that the PNG is about
-as large as a real `leftImg8bit` frame (real: ~2.0-2.5 MB; noise 4 gives ~2.7 MB), its gtFine labelIds and instanceIds
+as large as a real `leftImg8bit` frame (real: ~2.0-2.5 MB; noise 2 gives ~2.5 MB), its gtFine labelIds and instanceIds
 upscaled 8x (nearest: real classes, void labels, 7 person/car instances). Odd-numbered frames are mirrored.
 
 Work per image, both pipelines: decode image + labelIds + instanceIds; labelIds -> train ids, void map, instance map;
@@ -22,7 +22,7 @@ Time is process CPU time (`time.process_time`, one thread: images per CPU-second
 machine barely changes) and wall time; each repetition runs one epoch of each pipeline, alternating which goes first;
 medians over the repetitions. Ratio = library images/s per core / plain images/s per core.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv/bin/python bench/bench_feed.py [-n 7] [--images 8]
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv/bin/python bench/bench_feed.py [-n 5] [--images 16]
     OMP_NUM_THREADS=1 PYTHONPATH=/path/to/old/checkout .venv/bin/python bench/bench_feed.py   # an earlier library
     ... bench/bench_feed.py --profile [-n 0]   # cProfile (CPU time) of one library epoch, top functions by own time
 
@@ -45,7 +45,7 @@ STEM = 'frankfurt_000000_000294'
 CROP, BS, C, RADIUS = (512, 1024), 2, 19, 2
 
 
-def build_cityscapes(root, n_train=8, n_val=1, noise=4, seed=0):
+def build_cityscapes(root, n_train=8, n_val=1, noise=2, seed=0):
     "A Cityscapes layout of 2048x1024 frames made from the fixture frame (see the module docstring)."
     fx, root = fixtures_path()/'cityscapes', Path(root)
     img = Image.open(fx/'leftImg8bit/val/frankfurt'/f'{STEM}_leftImg8bit.png').convert('RGB').resize((2048, 1024), Image.BILINEAR)
@@ -190,7 +190,7 @@ def check_plain_boundaries(dl):
     return bool(np.array_equal(lib, pl)), int(lib.sum())
 
 
-def main(n=5, images=8, noise=4, profile=False, out=None):
+def main(n=5, images=16, noise=2, profile=False, out=None):
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = build_cityscapes(tmp, images, 1, noise)
@@ -226,8 +226,8 @@ def main(n=5, images=8, noise=4, profile=False, out=None):
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('-n', type=int, default=5, help='repetitions (medians)')
-    ap.add_argument('--images', type=int, default=8, help='images per epoch')
-    ap.add_argument('--noise', type=int, default=4, help='noise added to the upscaled frame (PNG size)')
+    ap.add_argument('--images', type=int, default=16, help='images per epoch')
+    ap.add_argument('--noise', type=int, default=2, help='noise added to the upscaled frame (PNG size)')
     ap.add_argument('--profile', action='store_true', help="print a cProfile of one library epoch")
     ap.add_argument('--out', default=None, help='JSON output (default bench/out/feed.json)')
     a = ap.parse_args()
