@@ -23,7 +23,8 @@ machine barely changes) and wall time; each repetition runs one epoch of each pi
 medians over the repetitions. Ratio = library images/s per core / plain images/s per core.
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv/bin/python bench/bench_feed.py [-n 5] [--images 16]
-    OMP_NUM_THREADS=1 PYTHONPATH=/path/to/old/checkout .venv/bin/python bench/bench_feed.py   # an earlier library
+    OMP_NUM_THREADS=1 PYTHONPATH=/path/to/old/checkout BOUNDARYSEG_FIXTURES=$PWD/../shared/fixtures \
+        .venv/bin/python bench/bench_feed.py   # an earlier library (fixtures: set where the checkout lacks ../shared)
     ... bench/bench_feed.py --profile [-n 0]   # cProfile (CPU time) of one library epoch, top functions by own time
 
 Writes bench/out/feed.json (or --out). Goal: >= 4 images/s per core for the worker's part."""
