@@ -28,7 +28,7 @@ medians over the repetitions. Ratio = library images/s per core / plain images/s
     ... bench/bench_feed.py --profile [-n 0]   # cProfile (CPU time) of one library epoch, top functions by own time
 
 Writes bench/out/feed.json (or --out). Goal: >= 4 images/s per core for the worker's part."""
-import argparse, cProfile, io, json, math, os, pstats, statistics, sys, tempfile, time
+import argparse, cProfile, io, json, math, os, pstats, statistics, tempfile, time
 from pathlib import Path
 
 import numpy as np
