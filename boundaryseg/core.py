@@ -36,10 +36,25 @@ def _open(path, what):
         raise DataError(f"cannot read {what} {path}: {e}") from None
     return im
 
+_PNG_SIG = b'\x89PNG\r\n\x1a\n'
+
+def _decode_png(path, kinds):
+    "(C,H,W) tensor from libpng (torchvision) when `path` is a PNG of one of `kinds` (bit depth, colour type), else None."
+    try:
+        with open(path, 'rb') as f: head = f.read(26)
+    except OSError: return None
+    if len(head) < 26 or head[:8] != _PNG_SIG or head[12:16] != b'IHDR' or (head[24], head[25]) not in kinds: return None
+    from torchvision.io import decode_png, read_file, ImageReadMode  # imported here: only code that reads images pays for it
+    try: x = decode_png(read_file(str(path)), ImageReadMode.UNCHANGED)
+    except RuntimeError: return None  # PIL reads it again and names the problem
+    return x if x.shape[0] == {0: 1, 2: 3}[head[25]] else None
+
 # %% ../nbs/00_core.ipynb #c06dbe87
 def load_image(path, # image file (any format PIL reads)
               ) -> np.ndarray: # uint8 (H,W,3) RGB
     "Read an image as an RGB uint8 array, naming the file on failure."
+    x = _decode_png(_check_exists(path, 'image'), {(8, 2)})
+    if x is not None: return x.permute(1, 2, 0).numpy()  # libpng's interleaved buffer: C-ordered (H,W,3)
     im = _open(path, 'image')
     if im.mode != 'RGB': im = im.convert('RGB')
     return np.asarray(im, dtype=np.uint8).copy()
@@ -49,6 +64,8 @@ def load_ids(path, # single-channel id map: L, P (palette indices), I;16 or I PN
              what='mask', # what the file is, for error messages
             ) -> np.ndarray: # (H,W) uint8 for 8-bit maps, int32 for 16/32-bit maps
     "Read a single-channel id map, refusing colour images."
+    x = _decode_png(_check_exists(path, what), {(8, 0), (16, 0)})
+    if x is not None: return x[0].numpy() if x.dtype == torch.uint8 else x[0].numpy().astype(np.int32)
     im = _open(path, what)
     if im.mode in ('RGB', 'RGBA', 'CMYK', 'YCbCr', 'LA'):
         raise DataError(f"{what} {path} is an {im.mode} colour image; expected single-channel ids "

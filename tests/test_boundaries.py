@@ -160,3 +160,19 @@ def test_cuda_equals_cpu(cs):
         cpu = seg_boundaries(torch.from_numpy(cs['bmask']), 19, 2, **kw)
         gpu = seg_boundaries(torch.from_numpy(cs['bmask']).cuda(), 19, 2, **{**kw, 'inst': None if kw['inst'] is None else kw['inst'].cuda()})
         assert torch.equal(cpu, gpu.cpu())
+
+
+def test_narrow_keys_equal_wide_keys(cs):
+    "Labels < 256 and instance ids < 2^23 pair into int32 keys; shifting the instance ids past 2^23 forces the int64 keys: same maps."
+    from boundaryseg.data.boundaries import _prep
+    rng = np.random.default_rng(0)
+    maps = [(cs['bmask'], cs['inst'])] + [(boundary_lut(CITYSCAPES)[lab], inst) for lab, inst in (cityscapes_map(rng, 96, 160) for _ in range(3))]
+    for m, inst in maps:
+        m, narrow = torch.from_numpy(m)[None], torch.from_numpy(inst)[None]
+        wide = torch.where(narrow > 0, narrow + 2**23, 0)
+        assert _prep(m, narrow, 19, 255, VOID, None, 2)[1].dtype == torch.int32
+        assert _prep(m, wide, 19, 255, VOID, None, 2)[1].dtype == torch.int64
+        for r in (1, 2, 3):
+            a, b = seg_boundaries(m, 19, r, inst=narrow, void_index=VOID), seg_boundaries(m, 19, r, inst=wide, void_index=VOID)
+            assert a.sum() > 0 and torch.equal(a, b)
+            assert torch.equal(binary_boundaries(m, r, inst=narrow, void_index=VOID), binary_boundaries(m, r, inst=wide, void_index=VOID))

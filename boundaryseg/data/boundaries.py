@@ -56,9 +56,12 @@ def _prep(mask, inst, n_classes, ignore_index, void_index, thing_ids, radius):
     I = torch.from_numpy(np.ascontiguousarray(inst)) if isinstance(inst, np.ndarray) else inst
     I = I[None] if I.ndim == 2 else I
     if I.shape != L.shape: raise DataError(f"inst has shape {tuple(I.shape)} but mask has {tuple(L.shape)}")
-    I = I.to(L.device).long()
+    I = I.to(L.device)
     if thing_ids is not None:
         I = torch.where(torch.isin(L, torch.as_tensor(np.asarray(thing_ids), device=L.device).to(L.dtype)), I, 0)
+    if L.numel() and int(L.max()) < 256 and int(I.min()) >= 0 and int(I.max()) < 2**23:
+        return L, (L.to(torch.int32) << 23) | I.to(torch.int32), single, is_np  # the same pairs in half the bytes (Cityscapes ids < 34000)
+    I = I.long()
     return L, (L.long() << 32) | (I & 0xFFFFFFFF), single, is_np
 
 # %% ../../nbs/01d_data.boundaries.ipynb #3c23652e

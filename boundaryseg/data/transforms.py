@@ -96,11 +96,15 @@ def _linear_taps(n_in, n_out, start, length):
 
 def _resize_crop_img(img, hw, top, left, h, w):
     "Window (top, left, h, w) of `img` (3,H,W) bilinearly resized to `hw`, as uint8."
-    y0, y1, wy = (t.to(img.device) for t in _linear_taps(img.shape[1], hw[0], top, h))
-    x0, x1, wx = (t.to(img.device) for t in _linear_taps(img.shape[2], hw[1], left, w))
-    x = img.float()
-    rows = x[:, y0] * (1 - wy)[:, None] + x[:, y1] * wy[:, None]
-    return (rows[..., x0] * (1 - wx) + rows[..., x1] * wx).round_().clamp_(0, 255).to(torch.uint8)
+    y0, y1, wy = _linear_taps(img.shape[1], hw[0], top, h)
+    x0, x1, wx = _linear_taps(img.shape[2], hw[1], left, w)
+    c0, c1 = int(x0[0]), int(x1[-1]) + 1  # the taps grow with the output pixel: the window reads source columns c0..c1-1
+    y0, y1, wy, x0, x1, wx = (t.to(img.device) for t in (y0, y1, wy, x0 - c0, x1 - c0, wx))
+    src = img[..., c0:c1]
+    row = lambda i, wt: src.index_select(1, i).float().mul_(wt[:, None])  # gather uint8 rows, then convert: 4x fewer bytes moved
+    rows = row(y0, 1 - wy).add_(row(y1, wy))
+    col = lambda i, wt: rows.gather(2, i.expand(*rows.shape[:2], -1)).mul_(wt)  # gather is ~10x index_select on the last dim
+    return col(x0, 1 - wx).add_(col(x1, wx)).round_().clamp_(0, 255).to(torch.uint8)
 
 # %% ../../nbs/01c_data.transforms.ipynb #14048a19
 def resize_sample(s:dict, # tensor sample
@@ -149,16 +153,20 @@ def scale_crop(s:dict, # tensor sample
     H, W = hw
     if not (0 <= top < H and 0 <= left < W): raise ValueError(f"scale_crop: window corner ({top}, {left}) outside the {H}x{W} rescaled image")
     h, w = min(ch, H - top), min(cw, W - left)
-    img = s['img']
-    out = {**s, 'img': _pad_value(img_pad).to(img.device)[:, None, None].repeat(1, ch, cw)}
-    out['img'][:, :h, :w] = _resize_crop_img(img, hw, top, left, h, w)
+    img, pad = s['img'], (h, w) != (ch, cw)
+    win = _resize_crop_img(img, hw, top, left, h, w)
+    out = {**s, 'img': win}
+    if pad:
+        out['img'] = _pad_value(img_pad).to(img.device)[:, None, None].repeat(1, ch, cw)
+        out['img'][:, :h, :w] = win
     iy = nearest_index(img.shape[1], H)[top:top + h].to(img.device)
     ix = nearest_index(img.shape[2], W)[left:left + w].to(img.device)
     for k, fill in LABEL_FIELDS.items():
         if k not in s: continue
-        if k == 'mask': fill = ignore_index
-        out[k] = torch.full((ch, cw), fill, dtype=s[k].dtype, device=s[k].device)
-        out[k][:h, :w] = s[k][iy[:, None], ix[None, :]]
+        win = s[k].index_select(0, iy).gather(1, ix.expand(h, -1))  # rows, then columns: no (h,w) grid of flat indices
+        if not pad: out[k] = win; continue
+        out[k] = torch.full((ch, cw), ignore_index if k == 'mask' else fill, dtype=s[k].dtype, device=s[k].device)
+        out[k][:h, :w] = win
     return out
 
 def crop_pad(s:dict, # tensor sample
