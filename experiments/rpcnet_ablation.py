@@ -1,7 +1,7 @@
 """RPCNet's ablations (Tables 1 and 2) on the synthetic dataset: duality loss, ∇M fusion, the pyramid context module and
 the number of steps S. Each pair of arms that the paper compares differs in one factor only: Table 1's rows add one
-part at a time to a baseline whose refinement is learnable (PCM− = plain 3x3 convolutions in place of the patch
-pyramid, `no_pcm='conv'`), and Table 2's rows change S alone. Every arm is trained from scratch for the same number of
+part at a time to a baseline whose refinement is learnable (PCM− = plain 1x1 convolutions in place of the patch
+pyramid, `no_pcm='conv1'`), and Table 2's rows change S alone. Every arm is trained from scratch for the same number of
 steps with the same data, recipe and seeds. It is scored on the validation frames with flip (mIoU; MF-ODS and AP of the
 boundaries), then summarised as mean and std over the seeds with paired per-seed gains. With --cli, the full model of
 the first seed is saved and scored through `boundaryseg eval`, without and with Test-NMS.
@@ -37,7 +37,7 @@ from boundaryseg.inference import evaluate, save_model  # noqa: E402
 from boundaryseg.data.boundaries import boundary_targets  # noqa: E402
 
 # name -> (architecture, model options, loss-weight overrides); all at S = 8 unless said. Each arm of Table 1 adds one part to the one above.
-PCM_MINUS = dict(pcm=False, no_pcm='conv')  # the learnable "PCM -": plain 3x3 convs in place of the patch pyramid
+PCM_MINUS = dict(pcm=False, no_pcm='conv1')  # the learnable "PCM -": plain 1x1 convs in place of the patch pyramid (the {1} row's parameters)
 VARIANTS = {
     'base': ('rpcnet', dict(grad_fusion=False, **PCM_MINUS), {'duality': 0}),  # Table 1, row 1: no duality, no ∇M, PCM -
     'duality': ('rpcnet', dict(grad_fusion=False, **PCM_MINUS), {}),           # + duality loss

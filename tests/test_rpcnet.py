@@ -163,11 +163,11 @@ def test_edge_weight_is_scale_aware():
 
 
 def test_pcm_minus_is_learnable():
-    "Defect 2: Table 1's 'PCM -' refines with parameters the loss trains (plain 3x3 convs); the parameter-free reading stays an option."
+    "Defect 2: Table 1's 'PCM -' refines with parameters the loss trains (plain 1x1 convs, as many as the {1} row's); the parameter-free reading stays an option."
     def refine(m): return [p for st in m.head.pcm for p in st.ctx.parameters()]
     torch.manual_seed(0)
     m = seg_model('rpcnet', 'resnet18', n_classes=19, width=16, pcm=False)
-    assert sum(p.numel() for p in refine(m)) == 38 * (9 * 16 ** 2 + 16)  # one conv per context: 5 per full step, 3 in the last
+    assert sum(p.numel() for p in refine(m)) == 38 * (16 ** 2 + 16)  # one 1x1 conv per context: 5 per full step, 3 in the last
     assert refine(seg_model('rpcnet', 'resnet18', n_classes=19, width=16, pcm=False, no_pcm='none')) == []
     x, mask, inst, void = synthetic_batch()
     out = m.train()(x)

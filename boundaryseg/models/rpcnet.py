@@ -125,7 +125,7 @@ class PatchContext(Module):
 
 # %% ../../nbs/15_models.rpcnet.ipynb #135543d3
 STEP_NORMS = ('gn', 'bn', None)
-NO_PCM = ('conv', 'none')
+NO_PCM = ('conv1', 'conv3', 'none')
 
 class PCMStep(Module):
     "One step of the iterative PCM (Eq. 2): each level's map of step s-2 refined by the contexts of the maps of step s-1."
@@ -133,7 +133,7 @@ class PCMStep(Module):
                  levels=(0, 1, 2), # the levels this step computes (0 = coarsest)
                  grids=(1, 3, 5, 7), # patch grids of the context
                  pcm:bool=True, # False: Table 1's "PCM -", the context without the patch pyramid (see `no_pcm`)
-                 no_pcm:str='conv', # with pcm=False: 'conv', a plain 3x3 conv of the map replaces the patch terms; 'none': the map alone (no parameters)
+                 no_pcm:str='conv1', # with pcm=False, what replaces the patch terms: a plain 1x1 ('conv1') or 3x3 ('conv3') conv of the map; 'none'
                  same_level:bool=True, # a level's own map of step s-1 is one of its sources (Eq. 2)
                  level0:str='conv', # 'conv': level 0 is a 3x3 conv + ReLU + BN of its map (§3.2); 'context': Eq. 2 with its own level
                  step_norm='gn', # normalisation after each refinement: 'gn' (per image), 'bn', or None (Eq. 2 literally: diverges)
@@ -149,7 +149,7 @@ class PCMStep(Module):
             if t == 0 and self.conv0 is not None: continue
             for u in self.sources(t):
                 if pcm: self.ctx[f'{t}_{u}'] = PatchContext(ch, grids, ctx_norm, norm_layer)
-                elif no_pcm == 'conv': self.ctx[f'{t}_{u}'] = nn.Conv2d(ch, ch, 3, padding=1)
+                elif no_pcm != 'none': ks = int(no_pcm[-1]); self.ctx[f'{t}_{u}'] = nn.Conv2d(ch, ch, ks, padding=ks // 2)
             if sn is not None: self.norms[str(t)] = sn(ch)
 
     def sources(self, t): return list(range(t + 1)) if self.same_level or t == 0 else list(range(t))
@@ -178,7 +178,7 @@ class RPCHead(Module):
                  ch:int=256, # C
                  grids=(1, 3, 5, 7), # patch grids of the context (Table 1)
                  pcm:bool=True, # the patch context (Table 1's "PCM -": False)
-                 no_pcm:str='conv', # what replaces it with pcm=False: 'conv' (plain 3x3 convs, the learnable baseline) or 'none' (see `PCMStep`)
+                 no_pcm:str='conv1', # what replaces it with pcm=False: 'conv1' or 'conv3' (plain convs, the learnable baseline) or 'none' (see `PCMStep`)
                  first:str='seg', # the task of step 1: 'seg' or 'edge'
                  grad_fusion:bool=True, # ∇M fusion of the boundary logits (Eq. 4)
                  fusion_kw:dict=None, # `GradFusion` options (k, temperature, pad, bias, detach)
