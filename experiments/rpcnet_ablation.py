@@ -185,7 +185,9 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     done = json.loads(out.read_text()).get('runs', []) if out.exists() else []  # resume an interrupted run of the same setting
     setting = {k: v for k, v in vars(a).items() if k not in ('out', 'work', 'root', 'cli')}
-    if done and json.loads(out.read_text()).get('setting') != setting: raise SystemExit(f"{out} holds runs of another setting: pass another --out")
+    same = lambda st: {k: v for k, v in st.items() if k not in ('variants', 'seeds')}
+    if done and same(json.loads(out.read_text()).get('setting', {})) != same(setting):
+        raise SystemExit(f"{out} holds runs of another setting (steps, testbed, ...): pass another --out")
     runs = [r for r in done if r['variant'] in a.variants and r['seed'] in a.seeds]
     res = dict(setting=setting, recipe=repr(recipe(a)), paper=PAPER, machine=platform.processor() or platform.machine(), torch=torch.__version__,
                runs=runs)
