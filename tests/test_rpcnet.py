@@ -111,3 +111,65 @@ def test_cli_train_and_eval_with_nms(synth_root, tmp_path):
     assert scores[True]['edge']['protocol'] == 'sbd-raw+nms' and scores[False]['edge']['protocol'] == 'sbd-raw'
     assert scores[True]['miou'] == scores[False]['miou']  # NMS touches the boundaries only
     assert scores[True]['edge']['mf_ods'] != scores[False]['edge']['mf_ods']
+
+
+# Issue 19, defects 1-3: the defaults train as the paper intends (each test fails on the earlier defaults, kept as options)
+OLD_LOSS_KW = dict(duality_target='band', duality_norm='entries', edge_norm='none')  # the library's defaults before the repair
+
+
+def synthetic_batch(n=2, size=(64, 128), seed=0):
+    from boundaryseg.core import normalize
+    from boundaryseg.data.synthetic import synthetic_scene
+    sc = [synthetic_scene(size, seed=(seed, i)) for i in range(n)]
+    x = normalize(np.stack([s[0] for s in sc]))
+    mask = torch.from_numpy(np.stack([CITYSCAPES.encode(s[1]) for s in sc]).astype(np.int64))
+    inst = torch.from_numpy(np.stack([s[2] for s in sc]).astype(np.int64))
+    void = torch.from_numpy(np.stack([CITYSCAPES.void_mask(s[1]) for s in sc]))
+    return x, mask, inst, void
+
+
+def term_grads(loss_kw, seed=0, **model_kw):
+    "Per term of RPCNet's loss at initialisation: weighted value, gradient norms at the term's logits and at the deepest backbone stage."
+    from boundaryseg.losses import seg_loss
+    torch.manual_seed(seed)
+    x, mask, inst, void = synthetic_batch()
+    m = seg_model('rpcnet', 'resnet18', n_classes=19, width=16, steps=2, **model_kw).train()
+    lf = seg_loss(m.spec, 19, radius=2, duality_radius=1, **loss_kw)
+    feats = m.backbone(x)
+    out = m.decode(feats, x.shape[-2:])
+    res = {}
+    for t in lf.names:
+        k = lf.keys[t][0]
+        v = lf.weights[t] * lf.fn(t)(out[k], mask, inst=inst, void=void)
+        gl, gd = torch.autograd.grad(v, [out[k], feats[-1]], retain_graph=True)
+        res[t] = dict(value=v.item(), logits=gl.norm().item(), deep=gd.norm().item())
+    return res
+
+
+def test_duality_acts():
+    "Defect 1: the duality term's gradient is a sizeable share of the CE's at the logits and not negligible at the backbone (was 0.8% / 0.07%)."
+    new, old = term_grads({}), term_grads(OLD_LOSS_KW)
+    assert new['duality']['logits'] / new['seg']['logits'] > 0.2
+    assert new['duality']['deep'] / new['seg']['deep'] > 0.02
+    assert 0.9 < new['duality']['value'] < 1.1  # ∇M ~ 0 at initialisation: the whole target is missed, 1 per unit of target mass
+    assert old['duality']['logits'] / old['seg']['logits'] < 0.02 and old['duality']['value'] < 0.05  # the defect, still available
+
+
+def test_edge_weight_is_scale_aware():
+    "Defect 3: λ2 = 1000 keeps its Cityscapes meaning on 64x128 frames (boundary term ≈ 4, not ≈ 50; backbone gradient < 10x the CE's)."
+    new, old = term_grads({}), term_grads(OLD_LOSS_KW)
+    assert 2 < new['edge']['value'] < 6 and new['edge']['deep'] / new['seg']['deep'] < 10
+    assert old['edge']['value'] > 30 and old['edge']['deep'] / old['seg']['deep'] > 10
+
+
+def test_pcm_minus_is_learnable():
+    "Defect 2: Table 1's 'PCM -' refines with parameters the loss trains (plain 1x1 convs, as many as the {1} row's); the parameter-free reading stays an option."
+    def refine(m): return [p for st in m.head.pcm for p in st.ctx.parameters()]
+    torch.manual_seed(0)
+    m = seg_model('rpcnet', 'resnet18', n_classes=19, width=16, pcm=False)
+    assert sum(p.numel() for p in refine(m)) == 38 * (16 ** 2 + 16)  # one 1x1 conv per context: 5 per full step, 3 in the last
+    assert refine(seg_model('rpcnet', 'resnet18', n_classes=19, width=16, pcm=False, no_pcm='none')) == []
+    x, mask, inst, void = synthetic_batch()
+    out = m.train()(x)
+    (torch.nn.functional.cross_entropy(out['seg'], mask, ignore_index=255) + out['edge'].sigmoid().mean()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in refine(m))
