@@ -82,7 +82,7 @@ register_recipe(Recipe('fastfcn', 'FastFCN code (PyTorch-Encoding experiments/se
 register_recipe(Recipe('sbcb', 'SBCB Sec. 4.3; mmseg configs (schedule_40k, sgd lr 0.01 wd 5e-4, poly 0.9 min_lr 1e-4)',
                        lr=0.01, wd=5e-4, head_lr_mult=1., min_lr=1e-4, aux=False, crop=(512, 1024), bs=8, iters=40_000,
                        loss_kw={'radius': 2}))
-_RPC_LOSS_KW = {'radius': 2, 'duality_radius': 1}  # boundary-loss and duality targets (rpcnet_losses)
+_RPC_LOSS_KW = {'radius': 2, 'duality_radius': 1, 'edge_density': 0.003}  # targets; λ2 = 1000 assumes 0.3% boundary entries (rpcnet_losses)
 register_recipe(Recipe('rpcnet', 'RPCNet Sec. 4.1 (180 epochs of 2975/6 iterations; test: 894x894 sliding windows + flip)', lr=1e-3,
                        wd=1e-4, head_lr_mult=1., aux=False, crop=(894, 894), bs=6, epochs=180, iters=89_250, loss_kw=_RPC_LOSS_KW))
 register_recipe(Recipe('rpcnet_ablation', 'RPCNet Sec. 4.1, Tables 1-2 (60 epochs of 2975/4 iterations; single scale + flip)', lr=1e-3,
