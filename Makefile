@@ -32,7 +32,7 @@ ref-env: $(REF)/.installed
 ## `make demo CONFIG=long` runs the previous, longer job (FastFCN-PSP on a random-init ResNet-18, 80 epochs).
 CONFIG ?= fast
 demo: env
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/boundaryseg main --config $(CONFIG) --out $(OUT)
+	$(BIN)/boundaryseg main --config $(CONFIG) --out $(OUT)
 
 ## Notebooks and library in sync (nbdev_export / nbdev_clean change nothing).
 sync: env

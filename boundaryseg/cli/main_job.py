@@ -15,7 +15,7 @@ from pathlib import Path
 from ..core import atomic_write
 from ..inference import save_model, evaluate
 from .options import parse_size, check_model_args, check_choice, recipe_from_args
-from ..models.weights import parse_pretrained
+from ..models.weights import parse_pretrained, check_source
 from .train import fit_model
 from .evaluate import scores_json, summary_table
 from ..models.sbcb import boundary_outputs
@@ -154,6 +154,7 @@ def main_cmd(out:str='report', # report folder
     check_model_args(arch, backbone)
     rec, _ = recipe_from_args(arch, **dict(recipe))  # refuse bad options before any data is generated
     pretrained = parse_pretrained(pretrained)
+    check_source(backbone, pretrained)
     sz = parse_size(size) or rec.crop
     out.mkdir(parents=True, exist_ok=True)
     data_kw = dict(n_train=n_train, n_val=n_val)
