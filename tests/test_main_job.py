@@ -29,7 +29,7 @@ def test_fast_config_tiny(tmp_path):
     met = json.loads((tmp_path/'report'/'metrics.json').read_text())
     c = met['config']
     assert (c['config'], c['arch'], c['backbone'], c['pretrained'], c['output_stride'], c['width']) == \
-           ('fast', 'fcn', 'tf_efficientnet_lite0', 'efficientnet-lite0', 32, 64)
+           ('fast', 'deeplabv3plus', 'tf_efficientnet_lite0', 'efficientnet-lite0', 32, 64)
     assert c['boundary_head'] == 'casenet' and c['steps'] == 4 and c['valid_every'] == 0 and 0 <= met['edge']['mf_ods'] <= 1
     assert re.search(r'^ETA: \d+\.\d\d s per step, 1 steps left', r.stdout, re.M), r.stdout[-2000:]
     assert 'classes still unlearned (IoU < 0.5):' in r.stdout or 'every class present reaches IoU 0.5' in r.stdout
