@@ -3,7 +3,8 @@
 `--config long` (the previous job: width-128 FastFCN-PSP on ResNet-18 with its auxiliary head), in one process so
 that the ratio holds on a busy machine. Each step is what `learn.fit` runs: forward, the architecture's full loss
 (segmentation + boundary terms, class weights), backward and the AdamW step, in the precision the recipe resolves to
-on this machine (`mixed_precision='auto'`: fp32 on CPUs without native bfloat16). Also times one training batch of the
+on this machine (`mixed_precision='auto'`: bf16 autocast on CPUs with native bfloat16, else fp32; `--precision both` times
+fp32 and bf16 side by side). Also times one training batch of the
 data pipeline (synthetic images, augmentation, boundary targets) when --data is given.
 
     .venv/bin/python bench/bench_step.py [--threads 2] [--steps 4] [--data data/synthetic]
@@ -16,6 +17,7 @@ ap.add_argument('--threads', type=int, default=2)
 ap.add_argument('--steps', type=int, default=4, help='timed steps per model (after one warm-up step)')
 ap.add_argument('--data', default=None, help='a synthetic dataset folder: also time the data pipeline per batch')
 ap.add_argument('--configs', default='fast,long')
+ap.add_argument('--precision', default='auto', help="auto (what the main job runs: the recipe's mixed_precision on this CPU), fp32, bf16, or both (fp32 and bf16)")
 a = ap.parse_args()
 warnings.filterwarnings('ignore')
 torch.set_num_threads(a.threads)
@@ -36,7 +38,8 @@ def batch(rec, n_classes=19, seed=0):
     return x, y
 
 res = {}
-for name in a.configs.split(','):
+precs = ['fp32', 'bf16'] if a.precision == 'both' else [a.precision]
+for name, pr in [(n, p) for n in a.configs.split(',') for p in precs]:
     cfg = MAIN_CONFIGS[name]
     rec = get_recipe(cfg['recipe'])
     spec = arch_spec(cfg['arch'])
@@ -45,8 +48,8 @@ for name in a.configs.split(','):
     m = seg_model(cfg['arch'], cfg['backbone'], n_classes=19, **mk).train().to(memory_format=torch.channels_last)
     weights = {**({'aux': 0} if not rec.aux and 'aux' in spec.losses else {}), **rec.loss_weights}
     loss = seg_loss(m.spec, 19, weights=weights, **rec.loss_kw)
-    amp = _mixed_precision(rec.mixed_precision)
-    prec = 'bf16 autocast' if amp else 'fp32'
+    amp = bool(_mixed_precision(rec.mixed_precision)) if pr == 'auto' else pr == 'bf16'
+    prec = ('bf16 autocast' if amp else 'fp32') + (' (auto)' if pr == 'auto' else '')
     opt = torch.optim.AdamW(m.parameters(), lr=rec.lr, weight_decay=rec.wd)
     x, y = batch(rec)
     ts = []
@@ -59,10 +62,13 @@ for name in a.configs.split(','):
         l.backward(); opt.step(); opt.zero_grad()
         ts.append(time.time() - t)
     s = sorted(ts[1:])[len(ts[1:]) // 2]
-    res[name] = s
+    res[name, pr] = s
     print(f"{name:5s} {cfg['arch']}/{cfg['backbone']} width {rec.model_kw.get('width')} bs {rec.bs} {rec.crop[0]}x{rec.crop[1]} {prec}: "
           f"median {s:.2f} s per step ({', '.join(f'{t:.2f}' for t in ts[1:])}); {sum(p.numel() for p in m.parameters()) / 1e6:.1f}M parameters", flush=True)
-if {'fast', 'long'} <= set(res): print(f"ratio long/fast: {res['long'] / res['fast']:.2f}x per step")
+for pr in precs:
+    if ('fast', pr) in res and ('long', pr) in res: print(f"ratio long/fast ({pr}): {res['long', pr] / res['fast', pr]:.2f}x per step")
+if a.precision == 'both':
+    for n in a.configs.split(','): print(f"{n}: bf16/fp32 {res[n, 'bf16'] / res[n, 'fp32']:.2f}x per step")
 if a.data:
     from boundaryseg.data.block import seg_dataloaders
     rec = get_recipe(MAIN_CONFIGS['fast']['recipe'])

@@ -23,19 +23,19 @@ def test_bad_options_are_one_line_errors(tmp_path):
 
 
 def test_fast_config_tiny(tmp_path):
-    r = run('main', '--out', tmp_path/'report', '--root', tmp_path/'synth', '--epochs', 2, '--n_train', 4, '--n_val', 2,
+    r = run('main', '--out', tmp_path/'report', '--root', tmp_path/'synth', '--epochs', 3, '--n_train', 4, '--n_val', 2,
             '--size', '64,128', '--bs', 2, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     met = json.loads((tmp_path/'report'/'metrics.json').read_text())
     c = met['config']
     assert (c['config'], c['arch'], c['backbone'], c['pretrained'], c['output_stride'], c['width']) == \
            ('fast', 'deeplabv3plus', 'tf_efficientnet_lite0', 'efficientnet-lite0', 32, 64)
-    assert c['boundary_head'] == 'casenet' and c['steps'] == 4 and c['valid_every'] == 0 and 0 <= met['edge']['mf_ods'] <= 1
-    assert re.search(r'^ETA: \d+\.\d\d s per step, 1 steps left', r.stdout, re.M), r.stdout[-2000:]
+    assert c['boundary_head'] == 'casenet' and c['steps'] == 6 and c['valid_every'] == 0 and 0 <= met['edge']['mf_ods'] <= 1
+    assert re.search(r'^ETA: \d+\.\d\d s per step, 2 steps left', r.stdout, re.M), r.stdout[-2000:]
     assert 'classes still unlearned (IoU < 0.5):' in r.stdout or 'every class present reaches IoU 0.5' in r.stdout
     assert all({'cls', 'iou', 'share', 'width', 'why'} <= set(u) for u in met['unlearned'])
     rows = list(csv.DictReader(open(tmp_path/'report'/'train'/'history.csv')))
-    assert len(rows) == 2 and rows[0]['valid_loss'] in ('', 'None', 'nan') and float(rows[1]['valid_loss']) > 0, rows
+    assert len(rows) == 3 and rows[0]['valid_loss'] in ('', 'None', 'nan') and float(rows[2]['valid_loss']) > 0, rows
 
 
 def test_long_config_tiny(tmp_path):
