@@ -5,7 +5,7 @@ evaluated like the main job (synthetic validation split, full resolution): mIoU,
 One factor differs between the arms: `pretrained`. Results go to a JSON file that the main-job notebook can read.
 
     .venv/bin/python experiments/pretrain_vs_scratch.py --epochs 3 --seeds 0 1 2 --out experiments/pretrain_vs_scratch.json
-    .venv/bin/python experiments/pretrain_vs_scratch.py --device cuda --epochs 25     # the main job's full length
+    .venv/bin/python experiments/pretrain_vs_scratch.py --device cuda --epochs 15     # the main job's full length
 """
 import argparse, json, time, warnings
 from pathlib import Path
