@@ -11,6 +11,8 @@ import json, time
 import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelValidException
+from fastai.learner import Recorder
+from ..callbacks import LossTermsCallback
 from pathlib import Path
 from ..core import atomic_write
 from ..inference import save_model, evaluate
@@ -60,13 +62,22 @@ MAIN_CONFIGS = {
 
 # %% ../../nbs/74_cli.main_job.ipynb #bc66042b
 class ValidEvery(Callback):
-    "Run the validation pass only after every `n`-th epoch and after the last one (`n=0`: the last only)."
-    order = 51  # after `Recorder.before_validate`, which resets the values: a skipped epoch logs none, not the previous ones
-    def __init__(self, n:int=0): self.n = n
+    "Run the validation pass only after every `n`-th epoch and after the last one (`n=0`: the last only); skipped epochs log NaN."
+    order = Recorder.order + 0.5  # after the Recorder (its values are reset), before `LossTermsCallback` (its columns follow)
+    def __init__(self, n:int=0): self.n, self.skipped = n, False
     def before_validate(self):
+        self.skipped = False
         if not getattr(self.learn, 'fitting', True): return  # `learn.validate()` always runs
         last = self.epoch + 1 == self.n_epoch
-        if not (last or (self.n and (self.epoch + 1) % self.n == 0)): raise CancelValidException()
+        if last or (self.n and (self.epoch + 1) % self.n == 0): return
+        for cb in getattr(self.learn, 'cbs', []):
+            if isinstance(cb, LossTermsCallback): cb.before_validate()  # its per-term validation averages: NaN, not the last epoch's
+        self.skipped = True
+        raise CancelValidException()
+    def after_validate(self):
+        # the Recorder drops the columns of a cancelled validation; NaN keeps history.csv's columns aligned
+        if self.skipped and getattr(self.learn, 'recorder', None) is not None and self.recorder.valid_metrics:
+            self.recorder.log += [float('nan')] * (1 + len(self.recorder.metrics))
 
 class ChannelsLast(Callback):
     "Train and evaluate the model in channels-last memory format (oneDNN's preferred layout on CPU)."
