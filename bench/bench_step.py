@@ -1,25 +1,80 @@
-"""Seconds per training step (forward + backward, bf16 autocast as the main job on CPU) of the main job's model:
-FastFCN-PSP, ResNet-18, width 128, a batch of eight 128x256 crops. Prints each of three steps. It shows how fast a
-machine runs the main job, whose time is 960 such steps plus evaluation; with PYTHONPATH pointing at another checkout
-it times that checkout's code on the same machine:
+"""Seconds per training step of the main job's models, as the main job runs them: `boundaryseg main --config fast`
+(FCN width 64 on an ImageNet tf_efficientnet_lite0, output stride 32, CASENet boundary head, channels-last) against
+`--config long` (the previous job: width-128 FastFCN-PSP on ResNet-18 with its auxiliary head), in one process so
+that the ratio holds on a busy machine. Each step is what `learn.fit` runs: forward, the architecture's full loss
+(segmentation + boundary terms, class weights), backward and the AdamW step, in the precision the recipe resolves to
+on this machine (`mixed_precision='auto'`: bf16 autocast on CPUs with native bfloat16, else fp32; `--precision both` times
+fp32 and bf16 side by side). Also times one training batch of the
+data pipeline (synthetic images, augmentation, boundary targets) when --data is given.
 
-    .venv/bin/python bench/bench_step.py [--threads 2]
-    PYTHONPATH=/path/to/old/checkout .venv/bin/python bench/bench_step.py   # e.g. a worktree of an earlier commit
+    .venv/bin/python bench/bench_step.py [--threads 2] [--steps 4] [--data data/synthetic]
 """
-import argparse, time
+import argparse, time, warnings
 import torch
 
 ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
 ap.add_argument('--threads', type=int, default=2)
-ap.add_argument('--steps', type=int, default=3)
+ap.add_argument('--steps', type=int, default=4, help='timed steps per model (after one warm-up step)')
+ap.add_argument('--data', default=None, help='a synthetic dataset folder: also time the data pipeline per batch')
+ap.add_argument('--configs', default='fast,long')
+ap.add_argument('--precision', default='auto', help="auto (what the main job runs: the recipe's mixed_precision on this CPU), fp32, bf16, or both (fp32 and bf16)")
 a = ap.parse_args()
+warnings.filterwarnings('ignore')
 torch.set_num_threads(a.threads)
-try: from boundaryseg.models.zoo import seg_model
-except ImportError: from boundaryseg.models.heads import seg_model  # checkouts before the registry refactor
-m = seg_model('fastfcn_psp', 'resnet18', n_classes=19, width=128).train()
-x = torch.randn(8, 3, 128, 256)
-for i in range(a.steps):
+from boundaryseg.cli.main_job import MAIN_CONFIGS
+from boundaryseg.recipes import get_recipe
+from boundaryseg.models.zoo import seg_model, arch_spec
+from boundaryseg.losses import seg_loss
+from boundaryseg.learner import _mixed_precision
+from boundaryseg.data.boundaries import boundary_targets
+
+def batch(rec, n_classes=19, seed=0):
+    "A batch of the recipe's size: images and masks of random blobs (the loss sees real boundaries)."
+    g = torch.Generator().manual_seed(seed)
+    h, w = rec.crop
+    x = torch.randn(rec.bs, 3, h, w, generator=g)
+    low = torch.randint(0, n_classes, (rec.bs, 1, h // 16, w // 16), generator=g).float()
+    y = torch.nn.functional.interpolate(low, size=(h, w), mode='nearest')[:, 0].long()
+    return x, y
+
+res = {}
+precs = ['fp32', 'bf16'] if a.precision == 'both' else [a.precision]
+for name, pr in [(n, p) for n in a.configs.split(',') for p in precs]:
+    cfg = MAIN_CONFIGS[name]
+    rec = get_recipe(cfg['recipe'])
+    spec = arch_spec(cfg['arch'])
+    mk = dict(rec.model_kw, boundary_head='casenet')
+    if 'aux' in spec.outputs: mk['aux'] = rec.aux
+    m = seg_model(cfg['arch'], cfg['backbone'], n_classes=19, **mk).train().to(memory_format=torch.channels_last)
+    weights = {**({'aux': 0} if not rec.aux and 'aux' in spec.losses else {}), **rec.loss_weights}
+    loss = seg_loss(m.spec, 19, weights=weights, **rec.loss_kw)
+    amp = bool(_mixed_precision(rec.mixed_precision)) if pr == 'auto' else pr == 'bf16'
+    prec = ('bf16 autocast' if amp else 'fp32') + (' (auto)' if pr == 'auto' else '')
+    opt = torch.optim.AdamW(m.parameters(), lr=rec.lr, weight_decay=rec.wd)
+    x, y = batch(rec)
+    ts = []
+    for i in range(a.steps + 1):
+        t = time.time()
+        if amp:
+            with torch.autocast('cpu', dtype=torch.bfloat16): out = m(x)
+        else: out = m(x)
+        l = loss(out, y)
+        l.backward(); opt.step(); opt.zero_grad()
+        ts.append(time.time() - t)
+    s = sorted(ts[1:])[len(ts[1:]) // 2]
+    res[name, pr] = s
+    print(f"{name:5s} {cfg['arch']}/{cfg['backbone']} width {rec.model_kw.get('width')} bs {rec.bs} {rec.crop[0]}x{rec.crop[1]} {prec}: "
+          f"median {s:.2f} s per step ({', '.join(f'{t:.2f}' for t in ts[1:])}); {sum(p.numel() for p in m.parameters()) / 1e6:.1f}M parameters", flush=True)
+for pr in precs:
+    if ('fast', pr) in res and ('long', pr) in res: print(f"ratio long/fast ({pr}): {res['long', pr] / res['fast', pr]:.2f}x per step")
+if a.precision == 'both':
+    for n in a.configs.split(','): print(f"{n}: bf16/fp32 {res[n, 'bf16'] / res[n, 'fp32']:.2f}x per step")
+if a.data:
+    from boundaryseg.data.block import seg_dataloaders
+    rec = get_recipe(MAIN_CONFIGS['fast']['recipe'])
+    dls = seg_dataloaders('synthetic', a.data, size=rec.crop, bs=rec.bs, seed=0, targets='auto')
+    it = iter(dls.train)
+    next(it)
     t = time.time()
-    with torch.autocast('cpu', dtype=torch.bfloat16): out = m(x)
-    (out['seg'].float().mean() + (out['aux'].float().mean() if 'aux' in out else 0)).backward()
-    print(f'step {i}: {time.time() - t:.2f} s', flush=True)
+    for _ in range(3): next(it)
+    print(f"data: {(time.time() - t) / 3:.2f} s per training batch (num_workers=0, in the training process)")

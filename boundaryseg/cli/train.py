@@ -14,10 +14,11 @@ from ..inference import save_model
 from .options import parse_size, check_model_args, check_choice, recipe_from_args
 from ..data.datasets import dataset_names
 from ..models.zoo import arch_spec
+from ..models.weights import parse_pretrained
 
 # %% ../../nbs/71_cli.train.ipynb #6d1ccc20
 def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, out, resume:bool=False, workers:int=0,
-              seed:int=0, pretrained:bool=False, data_kw:dict=None, **recipe):
+              seed:int=0, pretrained=False, data_kw:dict=None, cbs=None, **recipe):
     "Train with `seg_dataloaders` + `seg_learner` under the selected recipe; returns the learner."
     check_model_args(arch, backbone)
     check_choice('data', data, dataset_names())
@@ -37,7 +38,8 @@ def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, 
         size = (min(size[0], h), min(size[1], w))
         set_seed(seed)
         dls = dls_for(size)
-    learn = seg_learner(dls, arch=arch, backbone=backbone, recipe=rec, pretrained=pretrained, path=Path(out), resume=resume, **model_kw)
+    learn = seg_learner(dls, arch=arch, backbone=backbone, recipe=rec, pretrained=parse_pretrained(pretrained), path=Path(out), resume=resume,
+                        cbs=cbs, **model_kw)
     learn.fit(epochs)
     learn.crop = size
     return learn
@@ -53,7 +55,7 @@ def train_cmd(data:str='synthetic', # a registered dataset (see the list below)
               resume:bool=False, # continue from OUT/models/last.pth
               workers:int=0, # DataLoader worker processes
               seed:int=0, # random seed
-              pretrained:bool=False, # ImageNet backbone weights from timm (needs them cached or a download)
+              pretrained:str=None, # backbone weights: timm (its hub), a weights file, or a registered source (`models.weights`: efficientnet-lite0, ...)
               **recipe, # recipe options (see `cli.options.RECIPE_OPTIONS`)
              ):
     "Train a model with a paper's recipe; writes OUT/model.pth and resumable checkpoints."

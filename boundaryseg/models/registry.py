@@ -17,6 +17,7 @@ from torch import nn
 from fastai.torch_core import Module, params
 from .layers import NORMS, norm_layer, resize
 from .backbones import Backbone
+from .weights import resolve_pretrained
 from .necks import make_neck
 from .heads import FCNHead, PSPHead, ASPPHead, DeepLabV3PlusHead, EncHead, aux_head, atrous_rates
 
@@ -201,7 +202,7 @@ def register_addon(name:str, # the `seg_model` keyword (and command-line option)
 def seg_model(arch:str='deeplabv3plus', # a registered architecture (`ARCHS`)
               backbone='resnet50', # a timm model name, or a `Backbone`
               n_classes:int=19,
-              pretrained=False, # backbone weights: False, True (timm) or a state-dict path
+              pretrained=False, # backbone weights: False, True (timm), a path / `WeightFile`, or a `WEIGHT_SOURCES` name (`models.weights`)
               output_stride:int=None, # 8, 16 or 32; default: the entry's
               trick:str=None, # SBCB's backbone trick: a `BACKBONE_TRICKS` key (e.g. 'edge'); sets the strides itself
               norm:str='bn', # 'bn', 'syncbn' or 'gn', for backbone and heads
@@ -221,7 +222,7 @@ def seg_model(arch:str='deeplabv3plus', # a registered architecture (`ARCHS`)
     kw.pop('output_stride', None)
     addons = {k: kw.pop(k) for k in list(kw) if k in ADDONS}
     if isinstance(backbone, nn.Module): bb = backbone
-    else: bb = Backbone(backbone, pretrained, os_, norm=norm, freeze_at=freeze_at, trick=trick, **(backbone_kw or {}))
+    else: bb = Backbone(backbone, resolve_pretrained(backbone, pretrained), os_, norm=norm, freeze_at=freeze_at, trick=trick, **(backbone_kw or {}))
     model = spec.build(bb, n_classes, norm=norm, **kw)
     model.arch, model.spec, model.eval_outputs = spec.name, spec, spec.eval_outputs
     for k, v in addons.items():
