@@ -280,7 +280,7 @@ def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
                 backbone:str='resnet50', # timm backbone name
                 recipe=None, # a name of `recipes.RECIPES` or a `Recipe`; default: the architecture's
                 n_classes:int=None, # default: from `dls`
-                pretrained=False, # backbone weights: False, True (timm) or a state-dict path
+                pretrained=False, # backbone weights: False, True (timm), a path / `WeightFile`, or a `WEIGHT_SOURCES` name (`models.weights`)
                 loss_func=None, # default: the architecture's `seg_loss` with the recipe's settings
                 metrics=None, # default: the architecture's (`make_metrics`)
                 cbs=None, # more callbacks

@@ -6,6 +6,7 @@
 __all__ = ['BACKBONE_TRICKS', 'set_resnet_strides', 'Backbone']
 
 # %% ../../nbs/11_models.backbones.ipynb #be48d69b
+import logging
 from pathlib import Path
 import torch
 import timm
@@ -78,27 +79,28 @@ def _read_state_dict(path):
     if not isinstance(sd, dict): raise ValueError(f"backbone weights {path} hold a {type(sd).__name__}, not a state dict")
     return sd
 
-def _check_weights(name, path, **kw):
-    "Refuse a weights file whose keys or shapes differ from timm `name` (the classifier excepted), naming the file."
-    sd = _read_state_dict(path)
+def _check_weights(name, weights, **kw):
+    "Refuse weights (a file or a state dict) whose keys or shapes differ from timm `name` (the classifier excepted), naming the first mismatches."
+    sd, origin = (weights, 'state dict') if isinstance(weights, dict) else (_read_state_dict(weights), str(weights))
     with torch.device('meta'): ref = timm.create_model(name, **kw)
     clf = ref.pretrained_cfg.get('classifier') or 'fc'
     clf = (clf,) if isinstance(clf, str) else tuple(clf)
     want = {k: v.shape for k, v in ref.state_dict().items() if not k.startswith(clf)}
     got = {k: v for k, v in sd.items() if not k.startswith(clf)}
-    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-    bad = sorted(k for k in set(want) & set(got) if tuple(got[k].shape) != tuple(want[k]))
+    missing, extra = [k for k in want if k not in got], [k for k in got if k not in want]
+    bad = [f"{k} {tuple(got[k].shape)} != {tuple(want[k])}" for k in want if k in got and tuple(got[k].shape) != tuple(want[k])]
     if missing or extra or bad:
-        raise ValueError(f"backbone weights {path} do not fit timm model {name!r}: missing {missing[:3]}, "
+        raise ValueError(f"backbone weights {origin} do not fit timm model {name!r}: missing {missing[:3]}, "
                          f"unexpected {extra[:3]}, wrong shape {bad[:3]} ({len(missing)}/{len(extra)}/{len(bad)} keys)")
-    return Path(path)
+    return sd
+
 
 # %% ../../nbs/11_models.backbones.ipynb #a79d5000
 class Backbone(Module):
     "A timm `features_only` backbone returning its side features (the stride-2 stem first, when it has one)."
     def __init__(self,
                  name:str='resnet50', # any timm model that supports `features_only`
-                 pretrained=False, # False, True (timm weights), or the path of a state dict saved from the timm model
+                 pretrained=False, # False, True (timm weights), a state dict in the timm model's names, or the path of one (`models.weights`: more)
                  output_stride:int=32, # 32, 16 or 8 (dilation, through timm's `output_stride`)
                  out_indices=None, # timm feature indices to return (default: all)
                  stem_side:bool=True, # keep the stride-2 stem feature (ResNet `act1`, before the max-pool)
@@ -117,13 +119,17 @@ class Backbone(Module):
         if out_indices is not None: kw['out_indices'] = tuple(out_indices)
         if output_stride != 32: kw['output_stride'] = output_stride
         if norm == 'gn': kw['norm_layer'] = 'groupnorm'
-        if isinstance(pretrained, (str, Path)):
-            path = _check_weights(name, pretrained, **{k: v for k, v in kw.items() if k != 'out_indices'})
-            kw.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+        if isinstance(pretrained, (str, Path, dict)):
+            sd = _check_weights(name, pretrained, **{k: v for k, v in kw.items() if k != 'out_indices'})
+            kw.update(pretrained=True, pretrained_cfg_overlay=dict(state_dict=sd))
         else: kw['pretrained'] = bool(pretrained)
+        log, lvl = logging.getLogger('timm.models._builder'), logging.getLogger('timm.models._builder').level
+        # checked weights hold the whole classifier; timm would warn about the head layers a features-only model lacks
+        if 'pretrained_cfg_overlay' in kw: log.setLevel(logging.ERROR)
         try: self.body = timm.create_model(name, features_only=True, **kw)
         except (TypeError, AssertionError) as e:  # unknown keyword, or timm's `assert output_stride == 32`
             raise ValueError(f"timm backbone {name!r} does not accept these options {kw}: {e!r}") from None
+        finally: log.setLevel(lvl)
         info = self.body.feature_info
         chs, reds, mods = info.channels(), info.reduction(), info.module_name()
         self.keep = [i for i, r in enumerate(reds) if stem_side or r >= 4]
