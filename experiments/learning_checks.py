@@ -184,9 +184,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--only', nargs='*', help='check names (default: all; see --list)')
     ap.add_argument('--list', action='store_true', help='print the check names and exit')
-    ap.add_argument('--steps', type=int, default=150)
+    ap.add_argument('--steps', type=int, default=120)
     ap.add_argument('--device', default='cpu')
-    ap.add_argument('--bs', type=int, default=4)
+    ap.add_argument('--bs', type=int, default=2)
     ap.add_argument('--size', type=int, nargs=2, default=[64, 128])
     ap.add_argument('--width', type=int, default=32)
     ap.add_argument('--lr', type=float, default=1e-2)
@@ -194,6 +194,7 @@ def main(argv=None):
     ap.add_argument('--root', default='data/synthetic_64x128_lc', help='folder of the generated synthetic scenes')
     ap.add_argument('--out', default=str(DEFAULT_OUT))
     ap.add_argument('--redo', action='store_true', help='recompute checks already in --out')
+    ap.add_argument('--merge', nargs='*', help='JSON files of partial runs (e.g. two processes with different --only) to join into --out')
     a = ap.parse_args(argv)
     warnings.filterwarnings('ignore', category=FutureWarning)
     torch.set_num_threads(a.threads)
@@ -209,6 +210,13 @@ def main(argv=None):
                  torch=torch.__version__, machine=platform.processor() or platform.machine())
     data = json.loads(out.read_text()) if out.exists() else {}
     res = {r['name']: r for r in data.get('results', []) if r.get('steps') == a.steps}
+    for f in a.merge or []:
+        part = json.loads(Path(f).read_text())
+        if part['setup'] != setup: raise SystemExit(f"learning_checks: {f} was run with another setup: {part['setup']} (this: {setup})")
+        res.update({r['name']: r for r in part['results']})
+    if a.merge is not None:
+        out.write_text(json.dumps(dict(setup=setup, results=[res[k] for k in checks if k in res]), indent=1))
+        return print(table([res[k] for k in checks if k in res]))
     for n in names:
         if n in res and not a.redo: continue
         t = time.time()
