@@ -48,11 +48,15 @@ def _cos(a, b):
     na, nb = _norm(a), _norm(b)
     return dot / (na * nb) if na > 0 and nb > 0 else float('nan')
 
-# %% ../nbs/50a_monitor.ipynb #7fa393d9
+# %% ../nbs/50a_monitor.ipynb #5d21d190
 def _side_list(feats):
     "Backbone sides (shallow to deep) that carry a graph: a tensor, a list of them, or None."
     fs = [] if feats is None else list(feats) if isinstance(feats, (list, tuple)) else [feats]
     return [f for f in fs if torch.is_tensor(f) and f.requires_grad]
+
+def _grads(y, xs):
+    "Gradients of scalar `y` at tensors `xs` (None where it does not reach), keeping the graph."
+    return list(torch.autograd.grad(y, xs, retain_graph=True, allow_unused=True)) if y.requires_grad and xs else [None] * len(xs)
 
 def balance_stats(terms:dict, # term -> (weight, scalar value with its graph), e.g. from `loss_terms`
                   reads:dict, # term -> {output name: that output (tensor or nested tensors)} the term reads
@@ -63,26 +67,30 @@ def balance_stats(terms:dict, # term -> (weight, scalar value with its graph), e
     main = main or next(iter(terms))
     if main not in terms: raise ValueError(f"balance_stats: main term {main!r} is not among the terms {list(terms)}")
     sides = _side_list(feats)
-    rows, g_main = [], None
+    n, g_main, rows = len(sides), {}, []
+    def main_at(j):  # the main term's gradient at side j, computed once
+        if j not in g_main: g_main[j] = _grads(terms[main][0] * terms[main][1], [sides[j]])[0]
+        return g_main[j]
     for t in [main] + [t for t in terms if t != main]:  # the main term first: the others compare with its gradient
         w, v = terms[t]
         outs = {k: _tensors(o) for k, o in reads[t].items()}
         flat = [x for xs in outs.values() for x in xs]
         wv = w * v
-        ins = flat + sides
-        gs = torch.autograd.grad(wv, ins, retain_graph=True, allow_unused=True) if wv.requires_grad and ins else [None] * len(ins)
+        gs = _grads(wv, flat + sides[-1:])  # outputs and the deepest side: a backward pass through the heads only
         r = dict(term=t, weight=w, value=float(v.detach()), weighted=float(wv.detach()), g_out=_norm(gs[:len(flat)]))
         i = 0
         for k, xs in outs.items(): r[f'g_out:{k}'], i = _norm(gs[i:i + len(xs)]), i + len(xs)
-        g_sides = list(gs[len(flat):])
-        if t == main: g_main = g_sides
-        norms = [_norm([g]) for g in g_sides]
-        j = max([i for i, n in enumerate(norms) if n > 0], default=len(sides) - 1)  # the deepest side the term reaches
-        r['stage'] = j - len(sides) if sides else float('nan')  # -1: the deepest side, -2: the one before, ...
-        r['g_bb'] = norms[j] if sides else float('nan')
-        ref = _norm([g_main[j]]) if sides else 0.
+        j, g = n - 1, (gs[-1] if n else None)
+        if t == main and n: g_main[j] = g
+        if n > 1 and _norm([g]) == 0:  # the term does not reach the deepest side: find the deepest one it reaches
+            up = _grads(wv, sides[:-1])
+            hit = [k for k, x in enumerate(up) if _norm([x]) > 0]
+            if hit: j, g = hit[-1], up[hit[-1]]
+        r['stage'] = j - n if n else float('nan')  # -1: the deepest side, -2: the one before, ...
+        r['g_bb'] = _norm([g]) if n else float('nan')
+        ref = _norm([main_at(j)]) if n else 0.
         r['share'] = r['g_bb'] / ref if ref > 0 else float('nan')
-        r['cos'] = _cos([g_sides[j]], [g_main[j]]) if sides else float('nan')
+        r['cos'] = _cos([g], [main_at(j)]) if n else float('nan')
         rows.append(r)
     order = list(terms)
     return sorted(rows, key=lambda r: order.index(r['term']))
