@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['loss_terms', 'balance_stats', 'LossBalance', 'plot_loss_balance']
 
-# %% ../nbs/50a_monitor.ipynb #d3149c06
+# %% ../nbs/50a_monitor.ipynb #c9d59724
 import csv, math, random, warnings
 from pathlib import Path
 import numpy as np
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from fastai.callback.core import Callback
 from fastai.learner import Recorder
 from fastai.torch_core import get_model, rank_distrib
-from .core import atomic_write
+from .core import atomic_write, reduce_counts
 from .callbacks import rng_states, set_rng_states
 
 # %% ../nbs/50a_monitor.ipynb #d76be155
@@ -33,41 +33,37 @@ def loss_terms(loss_func, # a `losses.SegLoss` (named, weighted terms over an ou
         if all(k in pred for k in keys): out[t] = (w, loss_func.fn(t)(*[pred[k] for k in keys], yb[0], reduction='mean', **named))
     return out
 
-# %% ../nbs/50a_monitor.ipynb #ccb9b5f7
+# %% ../nbs/50a_monitor.ipynb #d4b35c9f
 def _tensors(x):
     "The floating tensors with a graph in an output (a tensor, or nested tuples/lists/dicts of them)."
     if torch.is_tensor(x): return [x] if x.is_floating_point() and x.requires_grad else []
     if isinstance(x, dict): x = list(x.values())
     return [t for v in x for t in _tensors(v)] if isinstance(x, (list, tuple)) else []
 
-def _norm(gs): return math.sqrt(sum(float(g.double().pow(2).sum()) for g in gs if g is not None))
-
-def _cos(a, b):
-    "Cosine between two lists of gradients (None = zero), nan if either is zero."
-    dot = sum(float((x.double() * y.double()).sum()) for x, y in zip(a, b) if x is not None and y is not None)
-    na, nb = _norm(a), _norm(b)
-    return dot / (na * nb) if na > 0 and nb > 0 else float('nan')
-
-# %% ../nbs/50a_monitor.ipynb #5d21d190
+# %% ../nbs/50a_monitor.ipynb #cc9e3f9b
 def _side_list(feats):
     "Backbone sides (shallow to deep) that carry a graph: a tensor, a list of them, or None."
     fs = [] if feats is None else list(feats) if isinstance(feats, (list, tuple)) else [feats]
     return [f for f in fs if torch.is_tensor(f) and f.requires_grad]
 
 def _grads(y, xs):
-    "Gradients of scalar `y` at tensors `xs` (None where it does not reach), keeping the graph."
+    "Gradients of scalar `y` at tensors `xs` (None where the graph does not connect them), keeping the graph."
     return list(torch.autograd.grad(y, xs, retain_graph=True, allow_unused=True)) if y.requires_grad and xs else [None] * len(xs)
+
+def _sq(g): return float(g.double().pow(2).sum()) if g is not None else 0.
+def _dot(a, b): return float((a.double() * b.double()).sum()) if a is not None and b is not None else 0.
 
 def balance_stats(terms:dict, # term -> (weight, scalar value with its graph), e.g. from `loss_terms`
                   reads:dict, # term -> {output name: that output (tensor or nested tensors)} the term reads
                   feats=None, # the backbone's side features, shallow to deep (with their graph), a single one, or None
                   main:str=None, # the reference term; default the first
+                  reduce=None, # sums a float64 vector over processes (`core.reduce_counts` under DDP); None: this process only
                  ) -> list: # one dict per term: term, weight, value, weighted, g_out, g_out:<name>, stage, g_bb, share, cos
     "Per term: weighted value, gradient norms at its outputs and at the deepest backbone side it reaches, share and cosine with the main term there."
     main = main or next(iter(terms))
     if main not in terms: raise ValueError(f"balance_stats: main term {main!r} is not among the terms {list(terms)}")
     sides = _side_list(feats)
-    n, g_main, rows = len(sides), {}, []
+    n, g_main, raw = len(sides), {}, {}
     def main_at(j):  # the main term's gradient at side j, computed once
         if j not in g_main: g_main[j] = _grads(terms[main][0] * terms[main][1], [sides[j]])[0]
         return g_main[j]
@@ -77,25 +73,38 @@ def balance_stats(terms:dict, # term -> (weight, scalar value with its graph), e
         flat = [x for xs in outs.values() for x in xs]
         wv = w * v
         gs = _grads(wv, flat + sides[-1:])  # outputs and the deepest side: a backward pass through the heads only
-        r = dict(term=t, weight=w, value=float(v.detach()), weighted=float(wv.detach()), g_out=_norm(gs[:len(flat)]))
-        i = 0
-        for k, xs in outs.items(): r[f'g_out:{k}'], i = _norm(gs[i:i + len(xs)]), i + len(xs)
+        sq, i = {}, 0
+        for k, xs in outs.items(): sq[k], i = sum(_sq(g) for g in gs[i:i + len(xs)]), i + len(xs)
         j, g = n - 1, (gs[-1] if n else None)
         if t == main and n: g_main[j] = g
-        if n > 1 and _norm([g]) == 0:  # the term does not reach the deepest side: find the deepest one it reaches
+        if n > 1 and g is None:  # the graph does not reach the deepest side (a head on a shallower one): the deepest it reaches
             up = _grads(wv, sides[:-1])
-            hit = [k for k, x in enumerate(up) if _norm([x]) > 0]
+            hit = [k for k, x in enumerate(up) if x is not None]
             if hit: j, g = hit[-1], up[hit[-1]]
-        r['stage'] = j - n if n else float('nan')  # -1: the deepest side, -2: the one before, ...
-        r['g_bb'] = _norm([g]) if n else float('nan')
-        ref = _norm([main_at(j)]) if n else 0.
-        r['share'] = r['g_bb'] / ref if ref > 0 else float('nan')
-        r['cos'] = _cos([g], [main_at(j)]) if n else float('nan')
-        rows.append(r)
+        ref = main_at(j) if n else None
+        # sums that add over processes (DDP: each rank holds part of the batch): values, squared norms, dot products
+        raw[t] = dict(v=float(v.detach()), wv=float(wv.detach()), sq=sq, j=j, bb=_sq(g), ref=_sq(ref), dot=_dot(g, ref))
     order = list(terms)
-    return sorted(rows, key=lambda r: order.index(r['term']))
+    keys = [(t, k) for t in order for k in ('v', 'wv', 'bb', 'ref', 'dot')] + [(t, 'sq', k) for t in order for k in raw[t]['sq']]
+    val = lambda k: raw[k[0]]['sq'][k[2]] if len(k) == 3 else raw[k[0]][k[1]]
+    vec = torch.tensor([*map(val, keys), 1.], dtype=torch.float64)  # the last entry counts the processes
+    if reduce is not None: vec = reduce(vec)
+    world, vec = vec[-1].item(), vec[:-1]
+    tot = dict(zip(keys, vec.tolist()))
+    rows = []
+    for t in order:
+        r = dict(term=t, weight=terms[t][0], value=tot[(t, 'v')] / world, weighted=tot[(t, 'wv')] / world)
+        r['g_out'] = math.sqrt(sum(tot[(t, 'sq', k)] for k in raw[t]['sq']))
+        for k in raw[t]['sq']: r[f'g_out:{k}'] = math.sqrt(tot[(t, 'sq', k)])
+        bb, ref, dot = tot[(t, 'bb')], tot[(t, 'ref')], tot[(t, 'dot')]
+        r['stage'] = raw[t]['j'] - n if n else float('nan')  # -1: the deepest side, -2: the one before, ...
+        r['g_bb'] = math.sqrt(bb) if n else float('nan')
+        r['share'] = math.sqrt(bb / ref) if n and ref > 0 else float('nan')
+        r['cos'] = dot / math.sqrt(bb * ref) if n and bb > 0 and ref > 0 else float('nan')
+        rows.append(r)
+    return rows
 
-# %% ../nbs/50a_monitor.ipynb #ee070181
+# %% ../nbs/50a_monitor.ipynb #68c944f1
 class LossBalance(Callback):
     "Every `every` training steps, per loss term: weighted value, gradient norms at its outputs and the backbone, share and cosine with the main term."
     order = Recorder.order + 2  # after LossTermsCallback: its history columns come first
@@ -143,7 +152,7 @@ class LossBalance(Callback):
             if self.main_term not in terms: return
             pred = self.learn.pred if isinstance(self.learn.pred, dict) else {lf.main: self.learn.pred}
             reads = {t: {k: pred[k] for k in lf.keys[t]} for t in terms}
-            rows = balance_stats(terms, reads, self._feat, self.main_term)
+            rows = balance_stats(terms, reads, self._feat, self.main_term, reduce_counts)
         finally:
             set_rng_states(rng)
             self._feat = None
@@ -193,7 +202,7 @@ class LossBalance(Callback):
     def checkpoint_state(self): return dict(rows=self.rows, warned=self.warned)
     def load_checkpoint_state(self, s): self.rows, self.warned = list(s['rows']), dict(s['warned'])
 
-# %% ../nbs/50a_monitor.ipynb #9b82fce8
+# %% ../nbs/50a_monitor.ipynb #db7914fc
 def plot_loss_balance(rows, # `LossBalance.rows`, or a path to a loss_balance.csv
                       title:str=None, # figure title
                       low:float=0.02, high:float=10., # the warning band, drawn on the share panel
