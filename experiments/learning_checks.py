@@ -36,12 +36,15 @@ def _checks():
     import boundaryseg.models.zoo  # noqa: F401 (registers every architecture and add-on)
     from boundaryseg.models.registry import ARCHS, ADDONS
     out = {n: dict(arch=n, kw={}, kind='arch', expect='pass') for n in ARCHS}
-    addons = {'boundary_head': ('deeplabv3plus', {'boundary_head': 'casenet'}),
-              'grad_fusion': ('deeplabv3plus_twostream', {'grad_fusion': True}),
-              'duality': ('fcn', {'duality': 1.})}
+    addons = {'boundary_head': [('deeplabv3plus', {'boundary_head': 'casenet'})],
+              # on RPCNet's own head the add-on sets the fusion's options (here: ∇M detached from the boundary loss); on a
+              # joint model whose `edge` does not come from the decode head (SBCB+ Two-Stream) it cannot apply
+              'grad_fusion': [('rpcnet', {'grad_fusion': {'detach': True}}), ('deeplabv3plus_twostream', {'grad_fusion': True})],
+              'duality': [('fcn', {'duality': 1.})]}
     missing = sorted(set(ADDONS) - set(addons))
     if missing: raise SystemExit(f"learning_checks: add-on(s) {missing} have no check: add them to `addons`")
-    for a, (arch, kw) in addons.items(): out[f'{arch}+{a}'] = dict(arch=arch, kw=kw, kind='addon', expect='pass')
+    for a, cfgs in addons.items():
+        for arch, kw in cfgs: out[f'{arch}+{a}'] = dict(arch=arch, kw=kw, kind='addon', expect='pass')
     out['control_detached'] = dict(arch='deeplabv3plus', kw={}, kind='control', expect='fail', control='detached')
     out['control_frozen'] = dict(arch='deeplabv3plus', kw={}, kind='control', expect='fail', control='frozen')
     return out
