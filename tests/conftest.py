@@ -59,3 +59,19 @@ def feed_views(acc, # a metrics accumulator (`metrics.base.CountsMetrics`)
         learn = SimpleNamespace(pred={key: pred}, yb=tuple(yb), dl=None)
         for v in views: v.accumulate(learn)
     return [v.value for v in views]
+
+
+# `pytest --slow` runs the tests marked slow (as `nbdev_test --flags slow` runs the notebooks' `#| slow` cells); without it they are skipped
+def pytest_addoption(parser):
+    parser.addoption('--slow', action='store_true', default=False, help='also run the tests marked slow')
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: a long test, run with --slow')
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption('--slow'): return
+    skip = pytest.mark.skip(reason='slow: run with --slow')
+    for it in items:
+        if 'slow' in it.keywords: it.add_marker(skip)
