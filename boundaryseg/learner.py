@@ -40,6 +40,7 @@ from .metrics.sbd import SBDMetrics
 from .metrics.boundary_iou import BIoUMetrics, BoundaryPanopticMetrics
 from .metrics.panoptic import PanopticMetrics
 from .callbacks import LossTermsCallback, TerminateOnNonFinite, CheckpointCallback, SegCSVLogger
+from .monitor import LossBalance
 from .recipes import Recipe, RECIPE_FIELDS, get_recipe
 
 # %% ../nbs/52_learner.ipynb #5a482fac
@@ -288,6 +289,7 @@ def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
                 checkpoint='epoch', # CheckpointCallback interval ('epoch' or n epochs); None: no checkpoints
                 resume=False, # True: continue from path/models/last.pth if it exists; or a checkpoint path
                 model:nn.Module=None, # use this model instead of building one
+                monitor:int=50, # LossBalance every `monitor` training steps (`monitor`; unless `cbs` has one); None or 0: off
                 **kwargs # recipe fields (lr, wd, opt, head_lr_mult, class_weight, ...) to override; the rest go to `seg_model`
                ) -> SegLearner:
     "A `SegLearner` for a registered architecture, trained with a paper's recipe, its loss terms and metrics."
@@ -313,9 +315,11 @@ def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
     if metrics is None: metrics = make_metrics(spec.metrics, n_classes, getattr(dls, 'spec', None))
     groups = param_groups(model)
     mults = (1.,) if len(groups) == 1 else (1.,) + (rec.head_lr_mult,) * (len(groups) - 1)
+    own_lb = any(getattr(cb, 'name', None) == 'loss_balance' for cb in L(cbs))  # a LossBalance in `cbs` replaces the default one
     ck = [] if checkpoint is None else [CheckpointCallback(every=checkpoint, resume=resume)]
     cbs = [LossTermsCallback(), TerminateOnNonFinite(), SegCSVLogger(), LRSchedule(rec, mults), AugEpoch(), *ck,
-           *_mixed_precision(rec.mixed_precision), *getattr(model, 'learner_callbacks', list)(), *L(cbs)]
+           *_mixed_precision(rec.mixed_precision), *([LossBalance(every=monitor)] if monitor and not own_lb else []),
+           *getattr(model, 'learner_callbacks', list)(), *L(cbs)]
     learn = SegLearner(dls, model, loss_func=loss_func, opt_func=opt_func(rec), lr=rec.lr, splitter=param_groups, cbs=cbs,
                        metrics=metrics, path=path, wd=rec.wd)
     learn.recipe = rec

@@ -29,7 +29,7 @@ def write_figures(out, # report folder
                   learn=None, # the Learner, for the loss curve
                   ds=None, # the evaluated reader: boundary targets of the examples (with their instances and void)
                  ) -> list: # written file names
-    "The report's result figures: results, prediction boundaries, predicted semantic boundaries, per-class IoU, PR curves, loss curve."
+    "The report's result figures: results, prediction boundaries, predicted semantic boundaries, per-class IoU, PR curves, loss curve, loss balance."
     import matplotlib.pyplot as plt
     from boundaryseg.vis import show_results_grid, show_boundaries, show_edge_maps, save_fig
     from boundaryseg.metrics.semantic import plot_iou
@@ -52,6 +52,10 @@ def write_figures(out, # report folder
         learn.recorder.plot_loss()
         save_fig(plt.gcf(), out/'loss.png')
         names.append('loss.png')
+        if getattr(learn, 'loss_balance', None) is not None and learn.loss_balance.rows:  # each loss term's gradient share (`monitor`)
+            from boundaryseg.monitor import plot_loss_balance
+            save_fig(plot_loss_balance(learn.loss_balance.rows, 'loss terms: value, gradient at outputs and backbone'), out/'loss_balance.png')
+            names.append('loss_balance.png')
     return names
 
 # %% ../../nbs/74_cli.main_job.ipynb #53554ab5

@@ -63,3 +63,7 @@ def train_cmd(data:str='synthetic', # a registered dataset (see the list below)
     p = save_model(learn.model, Path(out)/'model.pth', meta=dict(spec=learn.dls.spec.name, data=data, size=list(learn.crop),
                                                                recipe=learn.recipe.name))
     print(f"saved {p}")
+    if getattr(learn, 'loss_balance', None) is not None and learn.loss_balance.rows:  # the loss terms' gradient shares (`monitor`)
+        from boundaryseg.monitor import plot_loss_balance
+        from boundaryseg.vis import save_fig
+        print(f"loss balance: {save_fig(plot_loss_balance(learn.loss_balance.rows, f'{arch}: loss terms'), Path(out)/'loss_balance.png')}")
