@@ -191,7 +191,8 @@ def edge_counts(pred, # (K,H,W) boundary probabilities in [0,1] of one image
                 skip_if_nonexistent:bool=False, # classes without GT pixels are not evaluated
                ) -> np.ndarray: # (K,T,4) int64: cntR, sumR, cntP, sumP per class and threshold
     "Per-class, per-threshold boundary match counts of one image (pyEdgeEval `evaluate_boundaries_threshold`)."
-    pred, gt = to_numpy(pred, 'pred', np.float64), to_numpy(gt, 'gt')
+    pred, gt = to_numpy(pred, 'pred'), to_numpy(gt, 'gt')
+    if pred.dtype != np.float32: pred = pred.astype(np.float64)  # float32 maps stay float32 for the NMS (fast_nms filters them so)
     if pred.ndim != 3: raise DataError(f"pred: expected (K,H,W) for one image, got {pred.shape}")
     if gt.shape != pred.shape: raise DataError(f"gt {gt.shape} and pred {pred.shape} differ (resize pred to the GT resolution)")
     if pred.size:
@@ -203,10 +204,11 @@ def edge_counts(pred, # (K,H,W) boundary probabilities in [0,1] of one image
         soft = (gt != 0) & (gt != 1)
         if soft.any(): raise DataError(f"gt: expected binary (0/1) boundary maps, got the values {np.unique(gt[soft])[:10].tolist()}")
     gt = gt.astype(bool)
+    if apply_nms: pred = edge_nms(pred)
+    pred = pred.astype(np.float64, copy=False)
     K, H, W = pred.shape
     ths = edge_thresholds(thresholds)
     T = len(ths)
-    if apply_nms: pred = edge_nms(pred)
     has_gt = gt.any((1, 2))
     evaluated = has_gt | (not skip_if_nonexistent)
     r = max_dist * np.sqrt(H * H + W * W)
@@ -384,10 +386,10 @@ def update(self:SBDMetrics, pred, # (B,K,H,W) or (K,H,W) probabilities at the GT
         if x is not None and len(x) != len(pred): raise DataError(f"pred has {len(pred)} images but {name} has {len(x)}")
     if pred.shape[1] != self.K: raise DataError(f"pred has {pred.shape[1]} classes, expected {self.K} (n_classes={self.n_classes}, classes={self.classes})")
     kw = self.proto.counts_kwargs()
-    if kw.pop('apply_nms'): pred = edge_nms(pred)  # the whole batch at once, on the whole maps (before the border ring is cleared)
-    if b := self.proto.border:
+    if b := self.proto.border:  # cleared before the NMS, as pyEdgeEval's SBD evaluator does (`add_ignore_pixel`, then NMS)
         pred = pred.copy()
         pred[..., :b, :], pred[..., -b:, :], pred[..., :, :b], pred[..., :, -b:] = 0, 0, 0, 0
+    if kw.pop('apply_nms'): pred = edge_nms(pred)  # the whole batch at once
     for i in range(len(pred)):
         c = edge_counts(pred[i], gt[i], self.ths, seg=None if seg is None else seg[i], **kw)
         self.add(total=c, ois=best_counts(c), n_images=1)
