@@ -10,6 +10,16 @@ per class + `calculate_metrics`); its time excludes the subprocess start-up.
     python bench/bench_sbd.py --full   # the whole 1024x2048 frame (evaluated at 512x1024), ~8-10 min
 
 Writes bench/out/sbd.json (timings, ratio, agreement, per-class table) and bench/out/sbd_pr.png (PR curves).
+
+At dataset scale (issue 20): the whole 1024x2048 frame, 19 classes, 99 thresholds, each protocol with and without
+Test-NMS; pyEdgeEval is timed once per protocol on this one image (minutes each: `--ref`, run under `nice`), its
+seconds and counts kept in bench/results/sbd_scale_ref.json; the library is timed (process CPU, one thread, median of
+`-n` interleaved repetitions) against those seconds, its totals checked against the reference's counts; then the
+process-parallel path (`workers=`) on a few synthesised frames with 1 and 2 workers (wall time), and the minutes a
+500-image Cityscapes-sized set would take on 2 cores:
+
+    nice -n 10 python bench/bench_sbd.py --scale --ref   # pyEdgeEval once per protocol missing from the cache (~4-5 min each)
+    python bench/bench_sbd.py --scale -n 3               # the library, the ratios, the workers' scaling -> bench/results/sbd_scale.json
 """
 import argparse, json, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -48,7 +58,7 @@ def inputs(full: bool):
     return lab, inst, np.round(soft * 255) / 255  # 8-bit, as the evaluators read PNGs
 
 
-def run_ref(pred, gt, proto, tmp):
+def run_ref(pred, gt, proto, tmp, cpu=False):
     tmp = Path(tmp)
     np.save(tmp/'pred.npy', pred[None]); np.save(tmp/'gt.npy', gt[None])
     task = dict(op='eval', pred=str(tmp/'pred.npy'), gt=str(tmp/'gt.npy'), seg=None, thresholds=99, nproc=1,
@@ -57,14 +67,119 @@ def run_ref(pred, gt, proto, tmp):
     r = subprocess.run([str(REF_PY), str(ROOT/'tests'/'ref'/'ref_pyedgeeval.py'), str(tmp/'task.json')], capture_output=True, text=True)
     if r.returncode: raise RuntimeError(r.stderr[-3000:])
     res = json.loads((tmp/'ref.json').read_text())
+    if cpu: return np.load(tmp/'ref_counts.npy').astype(np.int64), res['per_class'], res['cpu_seconds']
     return np.load(tmp/'ref_counts.npy').astype(np.int64), res['per_class'], res['seconds']
+
+
+RESULTS = ROOT/'bench'/'results'
+SCALE_PROTOCOLS = ('cityscapes-thin', 'cityscapes-raw', 'cityscapes-thin+nms', 'cityscapes-raw+nms')
+
+
+def scale_case(name, lab, inst, soft):
+    "Protocol, GT and prediction at the evaluation resolution for 'protocol[+nms]'."
+    proto = sbd_protocol(name.removesuffix('+nms'), apply_nms=name.endswith('+nms'))
+    gt = eval_boundaries(lab, 19, proto.gt_protocol, inst=inst, void_index=254, scale=proto.scale)
+    return proto, gt, resize_nearest(torch.from_numpy(soft), tuple(gt.shape[-2:])).numpy()
+
+
+def scale_ref(protocols):
+    "pyEdgeEval on the whole frame, once per protocol not yet in bench/results/sbd_scale_ref.json."
+    f = RESULTS/'sbd_scale_ref.json'
+    cache = json.loads(f.read_text()) if f.exists() else {}
+    lab, inst, soft = inputs(True)
+    for name in protocols:
+        if name in cache: continue
+        proto, gt, pred = scale_case(name, lab, inst, soft)
+        with tempfile.TemporaryDirectory() as tmp: rc, rm, secs = run_ref(pred, gt, proto, tmp, cpu=True)
+        cache[name] = dict(seconds=round(secs, 1), clock='process CPU, one thread', eval_size=list(gt.shape[-2:]), counts=rc[0].tolist(),
+                           mf_ods=float(np.mean([m['ODS_f1'] for m in rm])), map=float(np.mean([m['AP'] for m in rm])))
+        print(f"pyEdgeEval {name}: {secs:.1f} s", flush=True)
+        with atomic_write(f) as fh: fh.write(json.dumps(cache).encode())
+    return cache
+
+
+def frames(lab, inst, soft, n):
+    "n Cityscapes-sized frames synthesised from the fixture frame: mirrored and shifted copies of labels and prediction."
+    out = []
+    for i in range(n):
+        sh = 64 * (i // 2)
+        f = (lambda a: np.roll(a[..., ::-1] if i % 2 else a, sh, -1).copy())
+        out.append((f(lab), f(inst), f(soft)))
+    return out
+
+
+def scale(a):
+    "The library at dataset scale: CPU per image vs pyEdgeEval's cached seconds, totals vs its counts, workers' scaling."
+    import os, statistics
+    torch.set_num_threads(1)
+    protocols = a.protocols.split(',') if a.protocols else SCALE_PROTOCOLS
+    f = RESULTS/'sbd_scale_ref.json'
+    ref = json.loads(f.read_text()) if f.exists() else {}
+    lab, inst, soft = inputs(True)
+    cases = {n: scale_case(n, lab, inst, soft) for n in protocols}
+    times = {n: [] for n in protocols}
+    accs = {}
+    for rep in range(a.n):  # interleaved: every protocol once per repetition
+        for n in (protocols if rep % 2 == 0 else protocols[::-1]):
+            proto, gt, pred = cases[n]
+            acc = SBDMetrics(19, proto)
+            t = time.process_time(); acc.update(pred, gt); times[n].append(time.process_time() - t)
+            accs[n] = acc
+    rows = []
+    for n in protocols:
+        acc, r = accs[n], ref.get(n)
+        row = dict(protocol=n, eval_size=list(cases[n][1].shape[-2:]), ours_cpu_s=round(statistics.median(times[n]), 2),
+                   ours_runs=[round(t, 2) for t in times[n]], mf_ods=round(float(acc.scores()['mf_ods']), 5))
+        if r:
+            rc = np.array(r['counts'], np.int64)
+            row.update(pyedgeeval_s=r['seconds'], ratio=round(r['seconds'] / row['ours_cpu_s'], 1), mf_ods_ref=round(r['mf_ods'], 5),
+                       totals_equal=bool((acc.total[..., [1, 3]] == rc[..., [1, 3]]).all()),
+                       matches_ge_ref=bool((acc.total[..., 0] >= rc[..., 0]).all()),
+                       extra_matches_pct=round(100 * float(acc.total[..., 0].sum() - rc[..., 0].sum()) / max(rc[..., 0].sum(), 1), 4))
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != 'ours_runs'}), flush=True)
+    # process-parallel path: the same frames with workers=1 (in process) and workers=2, wall time, interleaved
+    name = protocols[0]
+    fr = frames(lab, inst, soft, a.frames)
+    data = [scale_case(name, *x)[1:] for x in fr]
+    proto = cases[name][0]
+    walls = {1: [], 2: []}
+    for rep in range(a.n):
+        for w in ((1, 2) if rep % 2 == 0 else (2, 1)):
+            acc = SBDMetrics(19, proto, workers=w)
+            t = time.perf_counter()
+            for gt, pred in data: acc.update(pred[None], gt[None])
+            s = acc.scores()
+            walls[w].append(time.perf_counter() - t)
+            acc.close()
+            if w == 1: base = s
+            else: assert all(np.array_equal(s[k], base[k]) for k in ('ods_f', 'ois_f', 'ap')), "workers=2 changed the scores"
+    w1, w2 = (statistics.median(walls[w]) for w in (1, 2))
+    per_img = w2 / len(data)
+    par = dict(protocol=name, frames=len(data), wall_s_workers1=round(w1, 2), wall_s_workers2=round(w2, 2),
+               speedup_2_workers=round(w1 / w2, 2), runs={str(k): [round(t, 2) for t in v] for k, v in walls.items()},
+               minutes_500_images_2_cores=round(500 * per_img / 60, 1), load_avg=os.getloadavg())
+    print(json.dumps(par), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    with atomic_write(RESULTS/'sbd_scale.json') as fh:
+        fh.write(json.dumps(dict(rows=rows, workers=par, repetitions=a.n, threads=1, load_avg=os.getloadavg()), indent=1).encode())
+    print(f"wrote {RESULTS/'sbd_scale.json'}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--full', action='store_true', help='the whole 1024x2048 frame instead of a 512x1024 crop')
-    ap.add_argument('--protocols', default='cityscapes-thin,cityscapes-raw')
+    ap.add_argument('--protocols', default=None, help='comma-separated; default cityscapes-thin,cityscapes-raw (--scale: also +nms)')
+    ap.add_argument('--scale', action='store_true', help='dataset scale: the whole frame, cached pyEdgeEval seconds, workers')
+    ap.add_argument('--ref', action='store_true', help='with --scale: run pyEdgeEval for the protocols missing from the cache')
+    ap.add_argument('-n', type=int, default=3, help='with --scale: interleaved repetitions')
+    ap.add_argument('--frames', type=int, default=4, help='with --scale: synthesised frames for the workers measurement')
     a = ap.parse_args()
+    if a.scale:
+        if a.ref: scale_ref(a.protocols.split(',') if a.protocols else SCALE_PROTOCOLS)
+        else: scale(a)
+        return
+    a.protocols = a.protocols or 'cityscapes-thin,cityscapes-raw'
     lab, inst, soft = inputs(a.full)
     rows, scores = [], {}
     for name in a.protocols.split(','):

@@ -8,6 +8,8 @@ __all__ = ['ABSENT', 'edge_thresholds', 'binary_thin', 'edge_counts', 'best_coun
 
 # %% ../../nbs/43_metrics.sbd.ipynb #61002958
 from dataclasses import dataclass, replace
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing as mp
 import numpy as np
 import torch
 import scipy.sparse as sp
@@ -368,9 +370,12 @@ class SBDMetrics(CountsMetrics):
                  classes=None, # train ids scored (K = len(classes)); the others bound without a channel (SBD: background)
                  apply_nms:bool=None, # Test-NMS (`edge_nms`) before thresholding; None: the protocol's setting
                  absent:str='zero', # classes without GT boundaries in the data: 'zero' (pyEdgeEval) or 'skip' (out of the means, as mIoU)
+                 workers:int=0, # processes that count images in parallel (0 or 1: in this process)
                 ):
         if absent not in ABSENT: raise ValueError(f"absent: expected one of {ABSENT}, got {absent!r}")
+        if workers < 0: raise ValueError(f"workers: expected 0 (in process) or more, got {workers}")
         store_attr()
+        self._pool, self._pending = None, []
         self.proto = sbd_protocol(protocol) if isinstance(protocol, str) else protocol
         if apply_nms is not None: self.proto = replace(self.proto, apply_nms=bool(apply_nms))
         self.ths = edge_thresholds(thresholds)
@@ -400,7 +405,11 @@ def update(self:SBDMetrics, pred, # (B,K,H,W) or (K,H,W) probabilities at the GT
     if b := self.proto.border:  # cleared before the NMS, as pyEdgeEval's SBD evaluator does (`add_ignore_pixel`, then NMS)
         pred = pred.copy()
         pred[..., :b, :], pred[..., -b:, :], pred[..., :, :b], pred[..., :, -b:] = 0, 0, 0, 0
-    if kw.pop('apply_nms'): pred = edge_nms(pred)  # the whole batch at once
+    nms = kw.pop('apply_nms')
+    if self.workers > 1:
+        for i in range(len(pred)): self._submit(pred[i], gt[i], None if seg is None else seg[i], nms, kw)
+        return
+    if nms: pred = edge_nms(pred)  # the whole batch at once
     for i in range(len(pred)):
         c = edge_counts(pred[i], gt[i], self.ths, seg=None if seg is None else seg[i], **kw)
         self.add(total=c, ois=best_counts(c), n_images=1)
@@ -423,6 +432,60 @@ def from_counts(self:SBDMetrics, total, ois, n):
     s = edge_scores(total, ois, self.ths, self.absent)
     if n.sum() == 0: s = {k: v if k in ('thresholds', 'absent') else np.full(np.shape(v), np.nan) for k, v in s.items()}
     return s
+
+# %% ../../nbs/43_metrics.sbd.ipynb #b7c2e002
+def _count_image(pred, gt, seg, nms, kw, ths):
+    "`edge_counts` of one image (after Test-NMS if `nms`), as a worker process runs it."
+    if nms: pred = edge_nms(pred)
+    return edge_counts(pred, gt, ths, seg=seg, **kw)
+
+def _one_thread(): torch.set_num_threads(1)
+
+@patch
+def _submit(self:SBDMetrics, pred, gt, seg, nms, kw):
+    "Count one image in the pool; at most two images per worker wait, so memory stays bounded."
+    if self._pool is None:
+        ctx = mp.get_context('forkserver')  # a clean server imports this module once; workers fork from it (no torch state inherited)
+        ctx.set_forkserver_preload(['boundaryseg.metrics.sbd'])
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_one_thread)
+    while len(self._pending) >= 2 * self.workers: self._collect(self._pending.pop(0))
+    self._pending.append(self._pool.submit(_count_image, pred, gt, seg, nms, kw, self.ths))
+
+@patch
+def _collect(self:SBDMetrics, fut):
+    c = fut.result()
+    self.add(total=c, ois=best_counts(c), n_images=1)
+
+@patch
+def wait(self:SBDMetrics):
+    "Add the counts of every image still being counted by the workers."
+    while self._pending: self._collect(self._pending.pop(0))
+
+@patch
+def counts(self:SBDMetrics):
+    "The counts summed over images and processes, once the workers are done."
+    self.wait()
+    return CountsMetrics.counts(self)
+
+@patch
+def reset(self:SBDMetrics):
+    "Forget all counts (and the images the workers have not finished)."
+    for f in getattr(self, '_pending', []): f.cancel()
+    self._pending = []
+    CountsMetrics.reset(self)
+
+@patch
+def close(self:SBDMetrics):
+    "Stop the worker processes (the counts stay)."
+    self.wait()
+    if self._pool is not None: self._pool.shutdown()
+    self._pool = None
+
+@patch
+def __getstate__(self:SBDMetrics): return {k: v for k, v in self.__dict__.items() if k not in ('_pool', '_pending')}
+
+@patch
+def __setstate__(self:SBDMetrics, d): self.__dict__.update(d, _pool=None, _pending=[])
 
 # %% ../../nbs/43_metrics.sbd.ipynb #28fb07e4
 def sbd_table(scores:dict, # from `edge_scores` / `SBDMetrics.scores`
