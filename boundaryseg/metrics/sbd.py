@@ -134,6 +134,25 @@ def _graph(k, y, x, gt, r):
     col = np.searchsorted((gk * Hp + gy) * Wp + gx, base[i] + (v * Wp + u)[j])
     return sp.csr_matrix((np.ones(len(i), np.int32), (i, col)), shape=(len(k), len(gk)))
 
+def _grow_matching(A, mr, mc, new):
+    "Grow a maximum matching of rows of A (mr: row -> column or -1, mc: column -> row or -1; in place) by the rows `new`."
+    live = np.flatnonzero(mr >= 0)  # unmatched old rows never match again: no augmenting path starts there (Berge)
+    L = np.concatenate([live, new])
+    n, m = len(L), A.shape[1]
+    B = A[L]
+    cnt = np.diff(B.indptr)
+    keep = B.indices != np.repeat(mr[L], cnt)  # a matched edge is in the residual network only backwards
+    pos = np.full(A.shape[0], -1, np.int64); pos[L] = np.arange(n)
+    col_to = np.where(mc >= 0, pos[np.maximum(mc, 0)], n + m + 1)  # a matched column leads back to its row, a free one to t
+    indices = np.concatenate([B.indices[keep] + n, col_to, np.arange(len(live), n)])
+    deg = np.concatenate([np.bincount(np.repeat(np.arange(n), cnt)[keep], minlength=n), np.ones(m, np.int64), [len(new), 0]])
+    G = sp.csr_matrix((np.ones(len(indices), np.int32), indices, np.r_[0, np.cumsum(deg)]), shape=(n + m + 2, n + m + 2))
+    F = maximum_flow(G, n + m, n + m + 1, method='dinic').flow.tocsr()[:n]
+    u = np.repeat(np.arange(n), np.diff(F.indptr))
+    f = (F.data > 0) & (F.indices >= n) & (F.indices < n + m)  # row -> column edges that carry flow: the new pairs
+    ru, cv = L[u[f]], F.indices[f] - n
+    mr[ru], mc[cv] = cv, ru
+
 def _max_matching(A, rows):
     "The rows of A[rows] matched by a maximum matching: a unit-capacity max flow source -> rows -> columns -> sink (Dinic)."
     B = A[rows]
@@ -244,22 +263,16 @@ def edge_counts(pred, # (K,H,W) boundary probabilities in [0,1] of one image
         out[:, :, 3] = np.cumsum(h[:, ::-1], 1)[:, ::-1][:, 1:]
         rows = np.argsort(-nthr[rows_u], kind='stable')
         cnt = np.searchsorted(-nthr[rows_u][rows], -np.arange(T), side='left')
-        layer = lambda i: rows[:cnt[i]]
     rcls = uk[rows_u]
-    match = lambda ri: np.bincount(rcls[_max_matching(A, ri)], minlength=K) if len(ri) else np.zeros(K, np.int64)
     if apply_thinning:
+        match = lambda ri: np.bincount(rcls[_max_matching(A, ri)], minlength=K) if len(ri) else np.zeros(K, np.int64)
         for i in range(T): out[:, i, 0] = match(layer(i))
-    else:
-        # nested maps: the matching only grows towards low thresholds, up to its size at the lowest one (`top`);
-        # a class that reaches `top` keeps it below
-        top = out[:, 0, 0] = match(layer(0))
-        full = top == 0
-        for i in range(T - 1, 0, -1):
-            ri = layer(i)
-            c = match(ri[~full[rcls[ri]]])
-            c[full] = top[full]
-            full |= c == top
-            out[:, i, 0] = c
+    else:  # nested maps: one matching grown from the highest threshold down, by the rows each threshold adds
+        mr, mc, prev = np.full(A.shape[0], -1, np.int64), np.full(A.shape[1], -1, np.int64), 0
+        for i in range(T - 1, -1, -1):
+            if cnt[i] > prev: _grow_matching(A, mr, mc, rows[prev:cnt[i]])
+            prev = cnt[i]
+            out[:, i, 0] = np.bincount(rcls[mr >= 0], minlength=K)
     out[:, :, 2] = out[:, :, 0]
     out[~evaluated] = 0
     return out
