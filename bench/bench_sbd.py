@@ -15,8 +15,9 @@ At dataset scale (issue 20): the whole 1024x2048 frame, 19 classes, 99 threshold
 Test-NMS; pyEdgeEval is timed once per protocol on this one image (minutes each: `--ref`, run under `nice`), its
 seconds and counts kept in bench/results/sbd_scale_ref.json; the library is timed (process CPU, one thread, median of
 `-n` interleaved repetitions) against those seconds, its totals checked against the reference's counts; then the
-process-parallel path (`workers=`) on a few synthesised frames with 1 and 2 workers (wall time), and the minutes a
-500-image Cityscapes-sized set would take on 2 cores:
+process-parallel path (`workers=`) on a few synthesised frames with 1 and 2 workers (wall time, and the CPU time of
+every process, so that the parallel overhead is measured even when other jobs leave less than two free cores), and the
+minutes a 500-image Cityscapes-sized set would take on 2 free cores:
 
     nice -n 10 python bench/bench_sbd.py --scale --ref   # pyEdgeEval once per protocol missing from the cache (~4-5 min each)
     python bench/bench_sbd.py --scale -n 3               # the library, the ratios, the workers' scaling -> bench/results/sbd_scale.json
@@ -118,6 +119,7 @@ def scale(a):
     lab, inst, soft = inputs(True)
     cases = {n: scale_case(n, lab, inst, soft) for n in protocols}
     times = {n: [] for n in protocols}
+    print('load average', os.getloadavg(), flush=True)
     accs = {}
     for rep in range(a.n):  # interleaved: every protocol once per repetition
         for n in (protocols if rep % 2 == 0 else protocols[::-1]):
@@ -138,27 +140,40 @@ def scale(a):
                        extra_matches_pct=round(100 * float(acc.total[..., 0].sum() - rc[..., 0].sum()) / max(rc[..., 0].sum(), 1), 4))
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != 'ours_runs'}), flush=True)
-    # process-parallel path: the same frames with workers=1 (in process) and workers=2, wall time, interleaved
+    # process-parallel path: the same frames with workers=1 (in process) and workers=2: wall time and the CPU time of every
+    # process (this one and the workers, read from /proc before the pool stops), so that the parallel overhead is measured
+    # even when the machine's other jobs leave less than two cores
     name = protocols[0]
-    fr = frames(lab, inst, soft, a.frames)
-    data = [scale_case(name, *x)[1:] for x in fr]
+    data = [scale_case(name, *x)[1:] for x in frames(lab, inst, soft, a.frames)]
     proto = cases[name][0]
-    walls = {1: [], 2: []}
-    for rep in range(a.n):
+    tick = os.sysconf('SC_CLK_TCK')
+    def proc_cpu(pid):
+        f = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+        return (int(f[11]) + int(f[12])) / tick
+    runs = {1: [], 2: []}
+    for rep in range(a.reps_workers):
         for w in ((1, 2) if rep % 2 == 0 else (2, 1)):
             acc = SBDMetrics(19, proto, workers=w)
-            t = time.perf_counter()
+            if w > 1: acc.update(*(x[None, :, :8, :8] for x in (data[0][1], data[0][0])))  # start the pool outside the timing
+            acc.reset()
+            t, c = time.perf_counter(), time.process_time()
             for gt, pred in data: acc.update(pred[None], gt[None])
             s = acc.scores()
-            walls[w].append(time.perf_counter() - t)
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
+            if w > 1: cpu += sum(proc_cpu(p) for p in acc._pool._processes)  # the workers' CPU (their start-up is outside the timing)
             acc.close()
+            runs[w].append(dict(wall_s=round(wall, 2), cpu_s=round(cpu, 2)))
             if w == 1: base = s
             else: assert all(np.array_equal(s[k], base[k]) for k in ('ods_f', 'ois_f', 'ap')), "workers=2 changed the scores"
-    w1, w2 = (statistics.median(walls[w]) for w in (1, 2))
-    per_img = w2 / len(data)
-    par = dict(protocol=name, frames=len(data), wall_s_workers1=round(w1, 2), wall_s_workers2=round(w2, 2),
-               speedup_2_workers=round(w1 / w2, 2), runs={str(k): [round(t, 2) for t in v] for k, v in walls.items()},
-               minutes_500_images_2_cores=round(500 * per_img / 60, 1), load_avg=os.getloadavg())
+    med = lambda w, k: statistics.median(r[k] for r in runs[w])
+    n = len(data)
+    cpu1, cpu2 = med(1, 'cpu_s') / n, med(2, 'cpu_s') / n
+    par = dict(protocol=name, frames=n, runs={str(k): v for k, v in runs.items()},
+               wall_speedup_2_workers=round(med(1, 'wall_s') / med(2, 'wall_s'), 2),
+               cpu_s_per_image_1_process=round(cpu1, 2), cpu_s_per_image_2_workers=round(cpu2, 2), parallel_overhead_pct=round(100 * (cpu2 / cpu1 - 1), 1),
+               minutes_500_images_2_free_cores=round(500 * cpu2 / 2 / 60, 1), load_avg=os.getloadavg(),
+               note='wall times share the machine with other jobs (load_avg); the 500-image estimate assumes 2 free cores and '
+                    'the measured CPU per image of the 2-worker run (the parallel overhead included)')
     print(json.dumps(par), flush=True)
     RESULTS.mkdir(exist_ok=True)
     with atomic_write(RESULTS/'sbd_scale.json') as fh:
@@ -174,6 +189,7 @@ def main():
     ap.add_argument('--ref', action='store_true', help='with --scale: run pyEdgeEval for the protocols missing from the cache')
     ap.add_argument('-n', type=int, default=3, help='with --scale: interleaved repetitions')
     ap.add_argument('--frames', type=int, default=4, help='with --scale: synthesised frames for the workers measurement')
+    ap.add_argument('--reps_workers', type=int, default=2, help='with --scale: interleaved repetitions of the workers measurement')
     a = ap.parse_args()
     if a.scale:
         if a.ref: scale_ref(a.protocols.split(',') if a.protocols else SCALE_PROTOCOLS)
