@@ -109,10 +109,18 @@ def _block_max(x, t, dim, fn=torch.amax, pick=torch.maximum):
     m[..., :-1] = pick(m[..., :-1], x[..., ::t][..., 1:])
     return m.movedim(-1, dim)
 
+def _refuse_non_finite(p):
+    bad = ~torch.isfinite(p)
+    maps = bad.reshape(-1, *p.shape[-2:]).any(-1).any(-1).nonzero().flatten()
+    raise DataError(f"pred: Test-NMS needs finite maps, got NaN or inf at {int(bad.sum())} of {p.numel()} values (maps {maps[:10].tolist()} of the (-1,H,W) stack)")
+
 def _active(p, t):
     "(N,nh,nw): the t x t tiles of maps p (N,H,W) with a non-zero value within one pixel (where E = convTri(p, 1) can be non-zero)."
     hi = _block_max(_block_max(p, t, -1), t, -2)
-    if hi.numel() and (p.amin() >= 0): return hi > 0  # maps of probabilities: the max tells
+    if not hi.numel(): return hi > 0
+    lo_all = p.amin()
+    if not (torch.isfinite(lo_all) and torch.isfinite(hi).all()): _refuse_non_finite(p)  # NaN and inf reach the min or a block max
+    if lo_all >= 0: return hi > 0  # maps of probabilities: the max tells
     lo = _block_max(_block_max(p, t, -1, torch.amin, torch.minimum), t, -2, torch.amin, torch.minimum)
     return (hi > 0) | (lo < 0)
 
@@ -135,15 +143,12 @@ def edge_nms(pred, # (...,H,W) boundary maps: tensor or numpy array, float (prob
     if p.ndim < 2 or min(p.shape[-2:]) < 2: raise DataError(f"pred: expected (...,H,W) maps with H, W >= 2, got shape {tuple(p.shape)}")
     if r < 1: raise ValueError(f"edge_nms: r must be at least 1, got {r}")
     p = p.double() / 255 if p.dtype == torch.uint8 else p if p.dtype == torch.float32 else p.double()  # fast_nms filters float32 in float32
-    if not (ok := torch.isfinite(p)).all():  # a NaN would otherwise blank its whole tile
-        bad = (~ok).reshape(-1, *p.shape[-2:]).any(-1).any(-1).nonzero().flatten()
-        raise DataError(f"pred: Test-NMS needs finite maps, got NaN or inf at {int((~ok).sum())} of {p.numel()} values (maps {bad[:10].tolist()} of the (-1,H,W) stack)")
     shape = p.shape
     p = p.reshape(-1, *shape[-2:])
     N, H, W = p.shape
     halo = max(7, r + 2)
     L = lambda t, n: min(t + 2 * halo, n)
-    act, th, tw = _active(p, tile), tile, tile
+    act, th, tw = _active(p, tile), tile, tile  # refuses NaN and inf, which would blank their whole tile
     if act.sum() * L(tile, H) * L(tile, W) > act.any(2).sum() * L(2 * tile, H) * W:  # full-width bands are cheaper
         act = F.pad(act, (0, 0, 0, act.shape[1] % 2)).view(N, -1, 2, act.shape[2]).any(2).any(2, keepdim=True)
         th, tw = 2 * tile, W
