@@ -202,6 +202,21 @@ def test_sbd_protocol_synthetic(tmp_path, variant):
     check_against_ref(c, s, rc, rm)
 
 
+def test_workers_equal_one_process():
+    "SBDMetrics(workers=2) counts images in other processes, seg (kill_internal) and NMS included: the same integer counts."
+    rng = np.random.default_rng(8)
+    labs, _ = zip(*[scene(rng, 64, 80) for _ in range(3)])
+    seg = np.stack(labs)
+    for proto in (sbd_protocol('sbd-thin', instance_sensitive=False), sbd_protocol('sbd-raw', apply_nms=True)):
+        gt = np.stack([eval_boundaries(l, 6, proto.gt_protocol, scale=1.0, border=proto.border) for l in labs])
+        pred = soft_from_gt(gt, rng).astype(np.float32)
+        one, two = SBDMetrics(6, proto, thresholds=19), SBDMetrics(6, proto, thresholds=19, workers=2)
+        for i in range(3): one.update(pred[i:i + 1], gt[i:i + 1], seg[i:i + 1]); two.update(pred[i:i + 1], gt[i:i + 1], seg[i:i + 1])
+        for a, b in zip(one.counts(), two.counts()): np.testing.assert_array_equal(a, b)
+        assert two.n_images[0] == 3
+        two.close()
+
+
 # ---------------------------------------------------------------- properties
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
