@@ -462,7 +462,8 @@ def _submit(self:SBDMetrics, pred, gt, seg, nms, kw):
         ctx.set_forkserver_preload(['boundaryseg.metrics.sbd'])
         self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_one_thread)
     while len(self._pending) >= 2 * self.workers: self._collect(self._pending.pop(0))
-    self._pending.append(self._pool.submit(_count_image, pred, gt, seg, nms, kw, self.ths))
+    cp = lambda a: None if a is None else np.array(a)  # the pool pickles later: the caller may reuse its buffers meanwhile
+    self._pending.append(self._pool.submit(_count_image, cp(pred), cp(gt), cp(seg), nms, kw, self.ths))
 
 @patch
 def _collect(self:SBDMetrics, fut):
