@@ -21,6 +21,7 @@ minutes a 500-image Cityscapes-sized set would take on 2 free cores:
 
     nice -n 10 python bench/bench_sbd.py --scale --ref   # pyEdgeEval once per protocol missing from the cache (~4-5 min each)
     python bench/bench_sbd.py --scale -n 3               # the library, the ratios, the workers' scaling -> bench/results/sbd_scale.json
+    python bench/bench_sbd.py --border-check             # the SBD ring cleared before / after Test-NMS, against pyEdgeEval
 """
 import argparse, json, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -181,6 +182,38 @@ def scale(a):
     print(f"wrote {RESULTS/'sbd_scale.json'}")
 
 
+def border_check():
+    """Issue 19 #7: the SBD ring cleared before Test-NMS (pyEdgeEval's SBD evaluator) or after it (the old order), on the
+    border case of tests/test_metrics_sbd.py::test_sbd_border_then_nms_equals_reference: cells whose predicted totals
+    differ from pyEdgeEval's, and the largest class AP difference."""
+    sys.path.insert(0, str(ROOT/'tests'))
+    from test_metrics_sbd import scene, soft_from_gt
+    from boundaryseg.metrics.sbd import edge_nms, edge_counts
+    rng = np.random.default_rng(7)
+    labs, insts = zip(*[scene(rng, 72, 96) for _ in range(2)])
+    proto = sbd_protocol('sbd-raw', apply_nms=True)
+    gt = np.stack([eval_boundaries(l, 5, 'raw', inst=i, scale=1.0, border=5) for l, i in zip(labs, insts)])
+    full = np.stack([eval_boundaries(l, 5, 'raw', inst=i, scale=1.0) for l, i in zip(labs, insts)])
+    pred = soft_from_gt(full, rng, sigma=1.5)
+    pred[:, :, :7, :] = np.maximum(pred[:, :, :7, :], np.round(rng.uniform(0, 1, pred[:, :, :7, :].shape) * 255) / 255)
+    new = SBDMetrics(5, proto, thresholds=33); new.update(pred, gt)
+    old = edge_nms(pred); old[..., :5, :] = 0; old[..., -5:, :] = 0; old[..., :5] = 0; old[..., -5:] = 0
+    oc = sum(edge_counts(p, g, 33, max_dist=0.02) for p, g in zip(old, gt))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        np.save(tmp/'pred.npy', pred); np.save(tmp/'gt.npy', gt)
+        task = dict(op='eval', pred=str(tmp/'pred.npy'), gt=str(tmp/'gt.npy'), seg=None, thresholds=33, nproc=1, border=5,
+                    out=str(tmp/'ref.json'), out_counts=str(tmp/'ref_counts.npy'), **proto.counts_kwargs())
+        (tmp/'task.json').write_text(json.dumps(task))
+        subprocess.run([str(REF_PY), str(ROOT/'tests'/'ref'/'ref_pyedgeeval.py'), str(tmp/'task.json')], check=True, capture_output=True)
+        R = np.load(tmp/'ref_counts.npy').astype(np.int64).sum(0)
+        ap_ref = np.array([m['AP'] for m in json.loads((tmp/'ref.json').read_text())['per_class']])
+    ap = lambda c: edge_scores(c, best_counts(c), 33)['ap']
+    print(f"cells {R[..., 3].size}: predicted totals differing from pyEdgeEval's: ring after NMS (old) {(oc[..., 3] != R[..., 3]).sum()}, "
+          f"ring before NMS (now) {(new.total[..., 3] != R[..., 3]).sum()}; max |class AP - pyEdgeEval|: old {np.abs(ap(oc) - ap_ref).max():.4f}, "
+          f"now {np.abs(ap(new.total) - ap_ref).max():.4f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--full', action='store_true', help='the whole 1024x2048 frame instead of a 512x1024 crop')
@@ -190,7 +223,9 @@ def main():
     ap.add_argument('-n', type=int, default=3, help='with --scale: interleaved repetitions')
     ap.add_argument('--frames', type=int, default=4, help='with --scale: synthesised frames for the workers measurement')
     ap.add_argument('--reps_workers', type=int, default=2, help='with --scale: interleaved repetitions of the workers measurement')
+    ap.add_argument('--border-check', action='store_true', help='issue 19 #7: the SBD ring before / after Test-NMS vs pyEdgeEval')
     a = ap.parse_args()
+    if a.border_check: return border_check()
     if a.scale:
         if a.ref: scale_ref(a.protocols.split(',') if a.protocols else SCALE_PROTOCOLS)
         else: scale(a)
