@@ -153,18 +153,6 @@ def _grow_matching(A, mr, mc, new):
     ru, cv = L[u[f]], F.indices[f] - n
     mr[ru], mc[cv] = cv, ru
 
-def _max_matching(A, rows):
-    "The rows of A[rows] matched by a maximum matching: a unit-capacity max flow source -> rows -> columns -> sink (Dinic)."
-    B = A[rows]
-    n, m = B.shape
-    s, t = n + m, n + m + 1
-    e = B.indptr[-1]
-    indices = np.r_[B.indices + n, np.full(m, t), np.arange(n)]
-    indptr = np.r_[B.indptr, e + np.arange(1, m + 1), e + m + n, e + m + n]
-    G = sp.csr_matrix((np.ones(len(indices), np.int32), indices, indptr), shape=(n + m + 2, n + m + 2))
-    f = maximum_flow(G, s, t, method='dinic').flow.tocsr()[s]
-    return rows[f.indices[f.data > 0]]
-
 # %% ../../nbs/43_metrics.sbd.ipynb #cd5268df
 def _layers_thin(pred, uk, uy, ux, nthr, ths, chunk=1 << 24):
     "Thin every map {pred_k >= t_i}; return (threshold index, pixel index) of the pixels left."
@@ -264,11 +252,17 @@ def edge_counts(pred, # (K,H,W) boundary probabilities in [0,1] of one image
         rows = np.argsort(-nthr[rows_u], kind='stable')
         cnt = np.searchsorted(-nthr[rows_u][rows], -np.arange(T), side='left')
     rcls = uk[rows_u]
-    if apply_thinning:
-        match = lambda ri: np.bincount(rcls[_max_matching(A, ri)], minlength=K) if len(ri) else np.zeros(K, np.int64)
-        for i in range(T): out[:, i, 0] = match(layer(i))
+    mr, mc, prev = np.full(A.shape[0], -1, np.int64), np.full(A.shape[1], -1, np.int64), 0
+    if apply_thinning:  # thinned maps are not nested: the pairs of the threshold above whose row is still there, grown
+        for i in range(T - 1, -1, -1):
+            ri = layer(i)
+            gone = mr >= 0
+            gone[ri] = False
+            mc[mr[gone]] = -1; mr[gone] = -1
+            free = ri[mr[ri] < 0]
+            if len(free): _grow_matching(A, mr, mc, free)
+            out[:, i, 0] = np.bincount(rcls[mr >= 0], minlength=K)
     else:  # nested maps: one matching grown from the highest threshold down, by the rows each threshold adds
-        mr, mc, prev = np.full(A.shape[0], -1, np.int64), np.full(A.shape[1], -1, np.int64), 0
         for i in range(T - 1, -1, -1):
             if cnt[i] > prev: _grow_matching(A, mr, mc, rows[prev:cnt[i]])
             prev = cnt[i]
