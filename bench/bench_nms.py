@@ -6,7 +6,8 @@ boundaries of the real HRNet+OCR prediction of the frame, blurred and damped, at
 resolution of the Cityscapes protocols (512x1024, nearest, as the evaluators resize prediction PNGs), in two forms:
 
   * 8-bit: rounded to 1/255, what pyEdgeEval's evaluators read from the prediction PNGs (most of each map is 0);
-  * float: the same maps unrounded with a floor of 1e-4 (a sigmoid is never 0): no zero pixel anywhere.
+  * float: the same maps unrounded with a floor of 1e-4 (a sigmoid is never 0): no zero pixel anywhere;
+  * float32: those maps in float32, the dtype of a model's sigmoid (both filter them in float32).
 
 Time: process CPU time of `edge_nms` on the (19, 512, 1024) stack and of `fast_nms` on each of its 19 maps, in the same
 process, alternated in pairs; the ratio is the median of the pairs' ratios. pyEdgeEval is imported from the reference
@@ -17,7 +18,7 @@ environment's site-packages (its Cython NMS loop; its filters then run on this e
     .venv/bin/python bench/bench_nms.py          # 5 pairs per input, about 1-2 minutes
     .venv/bin/python bench/bench_nms.py -n 9
 
-Writes bench/out/nms.json. Target: ratio >= 10 on the 8-bit maps; outputs equal to the bit."""
+Writes bench/out/nms.json. Target (issue 20): ratio >= 10 on the 8-bit and on the dense float maps; outputs equal to the bit."""
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
@@ -36,19 +37,19 @@ REF_SITE = next((ROOT/'.venv-ref'/'lib').glob('python3*/site-packages'), None)
 
 
 def maps():
-    "The two inputs: 8-bit and float boundary probabilities (19, 512, 1024), float64."
+    "The inputs (19, 512, 1024): 8-bit and dense float64 boundary probabilities, and the dense ones in float32."
     _, _, soft = inputs(full=True)  # (19, 1024, 2048), already 8-bit
     half = resize_nearest(torch.from_numpy(soft), (512, 1024)).numpy().astype(np.float64)
     rng = np.random.default_rng(1)
     dense = np.clip(half + rng.uniform(-0.5, 0.5, half.shape) / 255, 1e-4, 1)  # undo the rounding, no zeros
-    return {'8-bit': half, 'float': dense}
+    return {'8-bit': half, 'float': dense, 'float32': dense.astype(np.float32)}
 
 
 def reference_nms(x, tmp):
     "pyEdgeEval's fast_nms of every map, run in the reference environment."
     tmp = Path(tmp)
     np.save(tmp/'x.npy', x)
-    (tmp/'task.json').write_text(json.dumps(dict(op='nms', x=str(tmp/'x.npy'), out=str(tmp/'y.npy'))))
+    (tmp/'task.json').write_text(json.dumps(dict(op='nms', x=str(tmp/'x.npy'), out=str(tmp/'y.npy'), keep_dtype=x.dtype == np.float32)))
     r = subprocess.run([str(REF_PY), str(ROOT/'tests'/'ref'/'ref_pyedgeeval.py'), str(tmp/'task.json')], capture_output=True, text=True)
     if r.returncode: raise RuntimeError(r.stderr[-3000:])
     return np.load(tmp/'y.npy')

@@ -340,6 +340,8 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
              edge_protocol='cityscapes-thin', # SBD protocol for an `edge` output (`metrics.sbd.sbd_protocol`)
              thresholds=99, # SBD thresholds
              edge_nms:bool=False, # Test-NMS (STEAL, RPCNet) of the boundary probabilities before the SBD evaluation
+             edge_absent:str='zero', # classes without GT boundaries in the data: 'zero' (pyEdgeEval, in the means) or 'skip' (out of them)
+             workers:int=0, # processes counting the SBD evaluation while the model predicts (0: in this process)
              **kwargs, # passed to `predict` (scales, flip, crop, stride)
             ) -> dict: # scores per task ('seg' scores flat; 'edge': SBD scores), 'n_images', 'examples'
     "Predict a dataset at full resolution and score each output: mIoU, IoU, accuracies, boundary F, Boundary IoU; MF-ODS/OIS/AP."
@@ -353,7 +355,7 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
     bf = BFScores(n_classes, tols) if 'seg' in outputs and tols else None
     bi = BIoUMetrics(n_classes, biou_widths) if 'seg' in outputs and biou_widths else None
     sbd = SBDMetrics(n_classes, protocol=edge_protocol, thresholds=thresholds, thing_ids=None if spec is None else spec.thing_ids.tolist(),
-                     apply_nms=edge_nms) if 'edge' in outputs else None
+                     apply_nms=edge_nms, absent=edge_absent, workers=workers) if 'edge' in outputs else None
     store, examples, n = {}, [], 0
     def samples():
         for i in (progress_bar(range(len(ds))) if progress else range(len(ds))):
@@ -387,7 +389,9 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
         b = bf.scores()
         res.update(bf=b['f'].numpy(), bf_class=b['f_class'].numpy(), bf_tols=list(tols))
     if bi is not None: res.update(biou=bi.scores()['mbiou'], biou_class=bi.scores()['biou_class'], biou_widths=list(biou_widths))
-    if sbd is not None: res['edge'] = {**sbd.scores(), 'protocol': f"{edge_protocol}{'+nms' if edge_nms else ''}"}
+    if sbd is not None:
+        res['edge'] = {**sbd.scores(), 'protocol': f"{edge_protocol}{'+nms' if edge_nms else ''}"}
+        sbd.close()
     return res
 
 # %% ../nbs/60_inference.ipynb #312b7ab1

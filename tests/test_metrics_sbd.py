@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from boundaryseg.core import load_ids, fixtures_path
+from boundaryseg.core import load_ids, fixtures_path, DataError
 from boundaryseg.data.labels import CITYSCAPES
 from boundaryseg.data.boundaries import eval_boundaries, boundary_lut
 from boundaryseg.metrics.sbd import (binary_thin, edge_nms, edge_counts, edge_scores, best_counts, edge_thresholds,
@@ -28,7 +28,7 @@ def ref_eval(tmp, pred, gt, seg=None, thresholds=99, **kw):
     task = dict(op='eval', pred=str(tmp/'pred.npy'), gt=str(tmp/'gt.npy'), seg=str(tmp/'seg.npy') if seg is not None else None,
                 thresholds=thresholds, nproc=NPROC, out=str(tmp/'ref.json'), out_counts=str(tmp/'ref_counts.npy'),
                 **{k: kw.get(k, False) for k in ('apply_thinning', 'kill_internal', 'skip_if_nonexistent', 'apply_nms')},
-                max_dist=kw['max_dist'])
+                max_dist=kw['max_dist'], border=kw.get('border', 0), keep_dtype=kw.get('keep_dtype', False))
     ref_run('ref_pyedgeeval.py', task, tmp)
     return np.load(tmp/'ref_counts.npy').astype(np.int64), json.loads((tmp/'ref.json').read_text())['per_class']
 
@@ -93,6 +93,55 @@ def test_nms_equals_reference(tmp_path):
     np.testing.assert_array_equal(edge_nms(x), np.load(tmp_path/'y.npy'))
 
 
+def test_nms_float32_equals_reference(tmp_path):
+    "fast_nms filters a float32 map in float32 (its filters take the map's dtype); edge_nms must too, to the bit."
+    rng = np.random.default_rng(5)
+    x = gaussian_filter(rng.random((60, 48, 64)), (0, 2, 2))
+    x = (x - x.min((1, 2), keepdims=True)) / np.ptp(x, (1, 2), keepdims=True)
+    x = (1 / (1 + np.exp(-12 * (x - 0.6)))).astype(np.float32)  # sigmoid-like maps: no zero anywhere
+    np.save(tmp_path/'x.npy', x)
+    ref_run('ref_pyedgeeval.py', dict(op='nms', x=str(tmp_path/'x.npy'), out=str(tmp_path/'y.npy'), keep_dtype=True), tmp_path)
+    ref = np.load(tmp_path/'y.npy')
+    np.testing.assert_array_equal(edge_nms(x), ref)
+    np.testing.assert_array_equal(edge_nms(torch.from_numpy(x)).numpy(), ref)
+    assert (edge_nms(x.astype(np.float64)) != ref).any()  # filtering in float64 is another result
+    c = edge_counts(x[:4], np.zeros((4, 48, 64), bool), 9, apply_nms=True)  # edge_counts keeps the dtype for its NMS
+    np.testing.assert_array_equal(c[..., 3], edge_counts(ref[:4], np.zeros((4, 48, 64), bool), 9)[..., 3])
+
+
+def test_nms_refuses_non_finite():
+    "One NaN (or inf) pixel is an error naming the map, not a silently zeroed 32-pixel tile (MF-ODS 0 with no word)."
+    x = np.full((2, 3, 64, 64), 0.2); x[1, 2, 40, 7] = np.nan
+    with pytest.raises(DataError, match=r'finite maps, got NaN or inf at 1 of 24576 values \(maps \[5\]'):
+        edge_nms(x)
+    x[1, 2, 40, 7] = np.inf
+    with pytest.raises(DataError, match='NaN or inf'): edge_nms(torch.from_numpy(x).float())
+    acc = SBDMetrics(3, sbd_protocol('sbd-raw', apply_nms=True), thresholds=9)
+    x[1, 2, 40, 7] = np.nan
+    with pytest.raises(DataError, match='NaN or inf'): acc.update(x, np.zeros(x.shape, bool))
+    with pytest.raises(DataError, match='NaN'): edge_counts(x[1], np.zeros(x.shape[1:], bool), 9, apply_nms=True)
+
+
+def test_sbd_border_then_nms_equals_reference(tmp_path):
+    """SBD protocol with Test-NMS on boundaries that run into the 5-pixel ring: pyEdgeEval's SBD evaluator clears the ring
+    (`add_ignore_pixel`) and then runs NMS, so pixels next to the ring are not suppressed by values inside it. The
+    predicted totals (sumP) of every class and threshold equal the reference's, and so do sumR; matches as everywhere."""
+    rng = np.random.default_rng(7)
+    labs, insts = zip(*[scene(rng, 72, 96) for _ in range(2)])
+    proto = sbd_protocol('sbd-raw', apply_nms=True)
+    gt = np.stack([eval_boundaries(l, 5, 'raw', inst=i, scale=1.0, border=proto.border) for l, i in zip(labs, insts)])
+    full = np.stack([eval_boundaries(l, 5, 'raw', inst=i, scale=1.0) for l, i in zip(labs, insts)])
+    pred = soft_from_gt(full, rng, sigma=1.5)  # made from the GT without the ring: strong values inside it
+    pred[:, :, :7, :] = np.maximum(pred[:, :, :7, :], np.round(rng.uniform(0, 1, pred[:, :, :7, :].shape) * 255) / 255)
+    acc = SBDMetrics(5, proto, thresholds=33)
+    acc.update(pred, gt)
+    rc, rm = ref_eval(tmp_path, pred, gt, thresholds=33, border=proto.border, **proto.counts_kwargs())
+    np.testing.assert_array_equal(acc.total[..., 3], rc.sum(0)[..., 3])
+    np.testing.assert_array_equal(acc.total[..., 1], rc.sum(0)[..., 1])
+    assert (acc.total[..., 0] >= rc.sum(0)[..., 0]).all()
+    assert acc.total[..., 0].sum() - rc.sum(0)[..., 0].sum() <= 0.002 * rc[..., 0].sum()
+
+
 # ---------------------------------------------------------------- Cityscapes protocols on the real fixture
 
 @pytest.fixture(scope='module')
@@ -151,6 +200,21 @@ def test_sbd_protocol_synthetic(tmp_path, variant):
     rc, rm = ref_eval(tmp_path, pred, gt, seg, thresholds=33, **proto.counts_kwargs())
     c, s = ours(pred, gt, seg, thresholds=33, **proto.counts_kwargs())
     check_against_ref(c, s, rc, rm)
+
+
+def test_workers_equal_one_process():
+    "SBDMetrics(workers=2) counts images in other processes, seg (kill_internal) and NMS included: the same integer counts."
+    rng = np.random.default_rng(8)
+    labs, _ = zip(*[scene(rng, 64, 80) for _ in range(3)])
+    seg = np.stack(labs)
+    for proto in (sbd_protocol('sbd-thin', instance_sensitive=False), sbd_protocol('sbd-raw', apply_nms=True)):
+        gt = np.stack([eval_boundaries(l, 6, proto.gt_protocol, scale=1.0, border=proto.border) for l in labs])
+        pred = soft_from_gt(gt, rng).astype(np.float32)
+        one, two = SBDMetrics(6, proto, thresholds=19), SBDMetrics(6, proto, thresholds=19, workers=2)
+        for i in range(3): one.update(pred[i:i + 1], gt[i:i + 1], seg[i:i + 1]); two.update(pred[i:i + 1], gt[i:i + 1], seg[i:i + 1])
+        for a, b in zip(one.counts(), two.counts()): np.testing.assert_array_equal(a, b)
+        assert two.n_images[0] == 3
+        two.close()
 
 
 # ---------------------------------------------------------------- properties

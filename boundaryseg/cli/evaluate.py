@@ -35,6 +35,7 @@ def scores_json(res:dict, # from `inference.evaluate`
         e = res['edge']
         d['edge'] = dict(protocol=e['protocol'], mf_ods=_f(e['mf_ods']), mf_ois=_f(e['mf_ois']), map=_f(e['map']),
                          ods_class={c: _f(v) for c, v in zip(classes, e['ods_f'])}, ap_class={c: _f(v) for c, v in zip(classes, e['ap'])})
+        if 'absent' in e: d['edge'].update(absent=e['absent'], classes_absent=[c for c, p in zip(classes, e['present']) if not p])
     d['n_images'] = res['n_images']
     return d
 
@@ -49,6 +50,9 @@ def summary_table(s:dict, # from `scores_json`
     if 'edge' in s:
         e = s['edge']
         lines.append(f"boundaries ({e['protocol']}): MF-ODS {e['mf_ods']:.4f}, MF-OIS {e['mf_ois']:.4f}, AP {e['map']:.4f}")
+        if e.get('classes_absent'):
+            rule = 'scored 0, in the means' if e['absent'] == 'zero' else 'left out of the means'
+            lines.append(f"  classes without GT boundaries ({rule}; --edge_absent): {', '.join(e['classes_absent'])}")
     if 'iou' in s:
         lines.append(f"per-class IoU ({s['n_images']} images):")
         lines += [f"  {c:<14} {'n/a' if v is None else f'{v:.4f}'}" for c, v in s['iou'].items()]
@@ -75,12 +79,15 @@ def eval_cmd(model:str, # model file written by `boundaryseg train` (OUT/model.p
              stride:str=None, # sliding-window step H,W (default: 2/3 of the crop)
              edge_protocol:str='cityscapes-thin', # SBD protocol for boundary outputs: cityscapes-thin, cityscapes-raw, sbd-thin, sbd-raw
              nms:bool=False, # Test-NMS of the boundary probabilities before the SBD evaluation (STEAL; RPCNet's Table 5)
+             edge_absent:str='zero', # classes without GT boundaries in the split: zero (pyEdgeEval: in the means) or skip
+             workers:int=0, # processes counting the SBD evaluation while the model predicts
              out:str=None, # write OUT/metrics.json and the predictions here
              bs:int=4, # images per forward pass
             ):
     "Evaluate a saved model on a dataset split: mIoU, IoU, boundary F-score; MF-ODS/OIS/AP for boundary outputs."
     kw = predict_kwargs(scales, flip, crop, stride)
     check_choice('data', data, dataset_names())
+    check_choice('edge_absent', edge_absent, ('zero', 'skip'))
     ds = get_dataset(data, root, split)
     net, meta = load_model(model)
     check_classes(net, ds.spec.n_classes, model)
@@ -93,7 +100,7 @@ def eval_cmd(model:str, # model file written by `boundaryseg train` (OUT/model.p
         print(txt)
         return s
     res = evaluate(net, ds, ds.spec.n_classes, bs=bs, out=Path(out)/'predictions' if out else None, spec=ds.spec,
-                   edge_protocol=edge_protocol, edge_nms=nms, **kw)
+                   edge_protocol=edge_protocol, edge_nms=nms, edge_absent=edge_absent, workers=workers, **kw)
     s = scores_json(res, ds.spec.classes)
     if out:
         with atomic_write(Path(out)/'metrics.json', 'w') as f: json.dump(dict(model=str(model), data=data, split=split, **s), f, indent=1)

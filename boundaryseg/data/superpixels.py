@@ -120,7 +120,7 @@ class RegionGraph:
                     for l in (sp_resize(t, s, st) for s, st in zip(self.sizes, strides))]
         off = torch.arange(self.B, device=t.device)[:, None] * self.S
         self.idx = [torch.where(l < self.S, l + off, self.n).reshape(-1) for l in self.lab]  # (B*h*w,) rows b*S+s; n = no region
-        self._adj, self._cnt, self._P = None, {}, {}
+        self._adj, self._adj_csr, self._cnt, self._P = None, None, {}, {}
 
     def counts(self, level:int) -> torch.Tensor:
         "(B*S,) number of cells of `level` in each region."
@@ -151,6 +151,15 @@ class RegionGraph:
                                                  check_invariants=False).coalesce()  # built from valid indices
         return self._adj
 
+    @property
+    def adj_csr(self):
+        "`adj` in CSR form, which M's product reads row by row (the same sums, in the same order, about twice as fast as COO)."
+        if self._adj_csr is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', UserWarning)
+                self._adj_csr = self.adj.to_sparse_csr()
+        return self._adj_csr
+
 # %% ../../nbs/01e_data.superpixels.ipynb #9db0f833
 def _level(g, x, level):
     if x.ndim != 4 or tuple(x.shape[-2:]) != g.sizes[level] or x.shape[0] != g.B:
@@ -173,7 +182,7 @@ def _pool(self:RegionGraph, x, # (B,C,h,w) features of `level`
 def _neighbours(self:RegionGraph, r, # (B*S, C) regional features
                ) -> torch.Tensor: # (B*S, C) M: the sum over each region and its neighbours
     "M of Eq. 4: one sparse (A + I) product."
-    return torch.sparse.mm(self.adj, r.float()).to(r.dtype)
+    return (self.adj_csr @ r.float()).to(r.dtype)
 
 def _unpool(self:RegionGraph, r, # (B*S, C) one vector per region
             level:int, # index into `sizes`

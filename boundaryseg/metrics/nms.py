@@ -30,12 +30,13 @@ def _pad_sym(x, r, dim):
 def _conv_taps(x, f, dim):
     "'valid' correlation with the taps f along `dim`, summed in scipy.signal.convolve2d's order (the last input tap first)."
     n, L = len(f), x.shape[dim] - len(f) + 1
+    f = np.asarray(f, dtype=np.float32 if x.dtype == torch.float32 else np.float64).tolist()  # scipy casts the taps to the map's dtype
     prod = {v: x * v for v in set(f)}  # equal taps share their products: the same floating-point numbers
     out = prod[f[0]].narrow(dim, n - 1, L).clone()
     for j in range(1, n): out += prod[f[j]].narrow(dim, n - 1 - j, L)
     return out
 
-def conv_tri(x, # (...,H,W) float64 maps
+def conv_tri(x, # (...,H,W) float64 or float32 maps (filtered in their dtype)
              r:int, # radius (1: the 3-tap filter, 4: 9 taps)
             ):
     "Dollár's `convTri` (rows, then columns, symmetric padding), rounding as pyEdgeEval's `conv_tri`."
@@ -54,7 +55,7 @@ def _grad(x, dim):
     return out
 
 # %% ../../nbs/42a_metrics.nms.ipynb #559f6002
-def _nms_windows(p, # (n,h,w) float64 windows
+def _nms_windows(p, # (n,h,w) float64 or float32 windows: filters and orientation in that dtype, the suppression in float64
                  Y, X, # (n,) int64 global row / column of each window's first pixel
                  H:int, W:int, # image size
                  r:int, m:float):
@@ -71,8 +72,12 @@ def _nms_windows(p, # (n,h,w) float64 windows
     pick = lambda t: t.view(-1).index_select(0, i)
     e, ox, o_yy, o_xy = pick(E), pick(oxx), pick(oyy), pick(oxy)
     ox.masked_fill_(ox == 0, 1e-5)
-    O = torch.remainder(torch.atan_(o_yy.mul_(torch.sign(o_xy.neg_())).div_(ox)), math.pi)
+    val = o_yy.mul_(torch.sign(o_xy.neg_())).div_(ox)
+    if val.dtype == torch.float32: val = torch.from_numpy(np.arctan(val.cpu().numpy())).to(val.device)  # numpy's float32 arctan, not torch's
+    else: val = torch.atan_(val)
+    O = torch.remainder(val, math.pi).double()  # pyEdgeEval's C loop reads E and O as float64
     c, s = torch.cos(O), torch.sin_(O)
+    E, e = E.double(), e.double()
     Yk, Xk = Y.index_select(0, k), X.index_select(0, k)
     yg, xg = (Yk + yl).double(), (Xk + xl).double()
     base = k * (h * w) - Yk * w - Xk  # flat index of the image's pixel (0, 0) in the window's frame
@@ -104,10 +109,18 @@ def _block_max(x, t, dim, fn=torch.amax, pick=torch.maximum):
     m[..., :-1] = pick(m[..., :-1], x[..., ::t][..., 1:])
     return m.movedim(-1, dim)
 
+def _refuse_non_finite(p):
+    bad = ~torch.isfinite(p)
+    maps = bad.reshape(-1, *p.shape[-2:]).any(-1).any(-1).nonzero().flatten()
+    raise DataError(f"pred: Test-NMS needs finite maps, got NaN or inf at {int(bad.sum())} of {p.numel()} values (maps {maps[:10].tolist()} of the (-1,H,W) stack)")
+
 def _active(p, t):
     "(N,nh,nw): the t x t tiles of maps p (N,H,W) with a non-zero value within one pixel (where E = convTri(p, 1) can be non-zero)."
     hi = _block_max(_block_max(p, t, -1), t, -2)
-    if hi.numel() and (p.amin() >= 0): return hi > 0  # maps of probabilities: the max tells
+    if not hi.numel(): return hi > 0
+    lo_all = p.amin()
+    if not (torch.isfinite(lo_all) and torch.isfinite(hi).all()): _refuse_non_finite(p)  # NaN and inf reach the min or a block max
+    if lo_all >= 0: return hi > 0  # maps of probabilities: the max tells
     lo = _block_max(_block_max(p, t, -1, torch.amin, torch.minimum), t, -2, torch.amin, torch.minimum)
     return (hi > 0) | (lo < 0)
 
@@ -129,13 +142,13 @@ def edge_nms(pred, # (...,H,W) boundary maps: tensor or numpy array, float (prob
     p = torch.from_numpy(pred) if is_np else pred.detach()
     if p.ndim < 2 or min(p.shape[-2:]) < 2: raise DataError(f"pred: expected (...,H,W) maps with H, W >= 2, got shape {tuple(p.shape)}")
     if r < 1: raise ValueError(f"edge_nms: r must be at least 1, got {r}")
-    p = p.double() / 255 if p.dtype == torch.uint8 else p.double()
+    p = p.double() / 255 if p.dtype == torch.uint8 else p if p.dtype == torch.float32 else p.double()  # fast_nms filters float32 in float32
     shape = p.shape
     p = p.reshape(-1, *shape[-2:])
     N, H, W = p.shape
     halo = max(7, r + 2)
     L = lambda t, n: min(t + 2 * halo, n)
-    act, th, tw = _active(p, tile), tile, tile
+    act, th, tw = _active(p, tile), tile, tile  # refuses NaN and inf, which would blank their whole tile
     if act.sum() * L(tile, H) * L(tile, W) > act.any(2).sum() * L(2 * tile, H) * W:  # full-width bands are cheaper
         act = F.pad(act, (0, 0, 0, act.shape[1] % 2)).view(N, -1, 2, act.shape[2]).any(2).any(2, keepdim=True)
         th, tw = 2 * tile, W

@@ -9,9 +9,11 @@ ops
   writes the RGB-encoded PNG, the evaluators read it back with `load_scaled_edge` + `decode_png`): (19,H,W) uint8.
 - `eval`: per image and class, `evaluate_boundaries_threshold` on arrays (pred (N,K,H,W) float, gt (N,K,H,W),
   optional seg (N,H,W) train ids for `kill_internal`), aggregated with `calculate_metrics`; writes the per-image
-  counts (N,K,T,4: cntR, sumR, cntP, sumP), the per-class metrics and the wall time.
+  counts (N,K,T,4: cntR, sumR, cntP, sumP), the per-class metrics, the wall time and this process's CPU time. The prediction is read as
+  float64 (what the evaluators make of a PNG) unless `keep_dtype`; `border` > 0 clears that ring of the prediction
+  first with `add_ignore_pixel`, as the SBD evaluator (`datasets/sbd.py`) does before NMS and thresholds.
 - `thin`: `preprocess.binary_thin` on each (H,W) slice of a stack.
-- `nms`: `preprocess.fast_nms` on each (H,W) slice of a stack.
+- `nms`: `preprocess.fast_nms` on each (H,W) slice of a stack, in float64 unless `keep_dtype` (float32 stays float32).
 """
 import json, os, shutil, sys, tempfile, time
 from multiprocessing import Pool
@@ -19,7 +21,7 @@ from multiprocessing import Pool
 import numpy as np
 from PIL import Image
 
-from pyEdgeEval.common.multi_label import calculate_metrics, decode_png, evaluate_boundaries_threshold, load_scaled_edge
+from pyEdgeEval.common.multi_label import add_ignore_pixel, calculate_metrics, decode_png, evaluate_boundaries_threshold, load_scaled_edge
 from pyEdgeEval.common.utils import check_thresholds
 from pyEdgeEval.helpers.convert_cityscapes import convert_label_to_semantic_edges
 from pyEdgeEval.preprocess import binary_thin, fast_nms
@@ -46,8 +48,10 @@ def op_gt(t):
 def _eval_one(s):
     pred, gt = np.load(s['pred'], mmap_mode='r'), np.load(s['gt'], mmap_mode='r')
     seg = np.load(s['seg'], mmap_mode='r')[s['i']] == s['k'] if s['seg'] else None
+    p = np.array(pred[s['i'], s['k']], dtype=None if s.get('keep_dtype') else np.float64)
+    if s.get('border'): p = add_ignore_pixel(p, border_px=s['border'], ignore_id=0)
     return evaluate_boundaries_threshold(
-        thresholds=check_thresholds(s['thresholds']), pred=np.array(pred[s['i'], s['k']], dtype=np.float64),
+        thresholds=check_thresholds(s['thresholds']), pred=p,
         gt=np.array(gt[s['i'], s['k']]), gt_seg=seg, max_dist=s['max_dist'], apply_thinning=s['apply_thinning'],
         kill_internal=s['kill_internal'], skip_if_nonexistent=s['skip_if_nonexistent'], apply_nms=s['apply_nms'],
         nms_kwargs=NMS_KW)
@@ -55,13 +59,13 @@ def _eval_one(s):
 
 def op_eval(t):
     n, k = np.load(t['pred'], mmap_mode='r').shape[:2]
-    keys = ('pred', 'gt', 'thresholds', 'max_dist', 'apply_thinning', 'kill_internal', 'skip_if_nonexistent', 'apply_nms')
-    samples = [dict({x: t[x] for x in keys}, seg=t.get('seg'), i=i, k=c, name=str(i)) for c in range(k) for i in range(n)]
-    t0 = time.perf_counter()
+    keys = ('pred', 'gt', 'thresholds', 'max_dist', 'apply_thinning', 'kill_internal', 'skip_if_nonexistent', 'apply_nms', 'keep_dtype', 'border')
+    samples = [dict({x: t.get(x) for x in keys}, seg=t.get('seg'), i=i, k=c, name=str(i)) for c in range(k) for i in range(n)]
+    t0, c0 = time.perf_counter(), time.process_time()
     if t.get('nproc', 1) > 1:
         with Pool(t['nproc']) as p: counts = p.map(_eval_one, samples, chunksize=1)
     else: counts = [_eval_one(s) for s in samples]
-    secs = time.perf_counter() - t0
+    secs, cpu = time.perf_counter() - t0, time.process_time() - c0  # cpu: this process only (the work itself when nproc == 1)
     counts = np.array(counts, dtype=np.float64).reshape(k, n, 4, -1).transpose(1, 0, 3, 2)  # (N,K,T,4)
     per_class = []
     for c in range(k):  # the official aggregation, fed the counts computed above
@@ -70,7 +74,7 @@ def op_eval(t):
         overall.update(recall=[r['recall'] for r in thr], precision=[r['precision'] for r in thr])
         per_class.append({a: np.asarray(b).tolist() for a, b in overall.items()})
     np.save(t['out_counts'], counts)
-    with open(t['out'], 'w') as f: json.dump(dict(per_class=per_class, seconds=secs), f)
+    with open(t['out'], 'w') as f: json.dump(dict(per_class=per_class, seconds=secs, cpu_seconds=cpu), f)
 
 
 def op_thin(t):
@@ -79,7 +83,8 @@ def op_thin(t):
 
 
 def op_nms(t):
-    x = np.load(t['x']).astype(np.float64)
+    x = np.load(t['x'])
+    if not t.get('keep_dtype'): x = x.astype(np.float64)
     np.save(t['out'], np.stack([fast_nms(a, **NMS_KW) for a in x.reshape(-1, *x.shape[-2:])]).reshape(x.shape))
 
 
