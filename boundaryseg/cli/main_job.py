@@ -42,7 +42,9 @@ def write_figures(out, # report folder
         save_fig(plot_pr(res['edge'], spec.classes).figure, out/'edge_pr.png')
         names += ['pred_edges.png', 'edge_pr.png']
     if learn is not None:
-        learn.recorder.plot_loss()
+        # fastai skips the first 5 steps (an empty curve for a short run); markers show a curve of one point
+        ax = learn.recorder.plot_loss(skip_start=min(5, len(learn.recorder.losses) // 2))
+        for l in ax.lines: l.set_marker('.')
         save_fig(plt.gcf(), out/'loss.png')
         names.append('loss.png')
     return names

@@ -102,7 +102,7 @@ def _check_resume(learn, ck):
                              f"--arch, --backbone and model options, or start afresh with --overwrite")
 
 def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, out, resume:bool=False, workers:int=0,
-              seed:int=0, pretrained:bool=False, data_kw:dict=None, overwrite:bool=None, **recipe):
+              seed:int=0, pretrained:bool=False, data_kw:dict=None, overwrite:bool=None, splits=('train', 'val'), **recipe):
     "Train with `seg_dataloaders` + `seg_learner` under the selected recipe (data-parallel under torchrun); returns the learner."
     check_args(dict(recipe, data=data, arch=arch, bs=bs, epochs=epochs, workers=workers))
     check_model_args(arch, backbone)
@@ -117,18 +117,20 @@ def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, 
         if grouped: dist.barrier()
         if rank == 0:
             with atomic_write(Path(out)/'run.json', 'w') as f:
-                json.dump(dict(model=options, data_opt=data_kw, size=size, bs=bs, epochs=epochs, seed=seed, processes=world, recipe=recipe), f, indent=1, default=str)
+                json.dump(dict(model=options, data_opt=data_kw, size=size, bs=bs, epochs=epochs, seed=seed, processes=world,
+                               recipe={k: v for k, v in recipe.items() if v is not None}), f, indent=1, default=str)
     given, bs = parse_size(size), bs or rec.bs
     size = given or rec.crop
     set_seed(seed)
     # panoptic models train on (mask, inst); the others take every target the reader has ('auto': mask, inst, void)
     targets = ('mask', 'inst') if 'panoptic' in arch_spec(arch).tasks else 'auto'
     inputs = arch_spec(arch).inputs  # label fields the model reads besides the image (MSCI: super-pixels)
-    def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, targets=targets, inputs=inputs, **data_kw)
+    def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, targets=targets, inputs=inputs,
+                                         train_split=splits[0], valid_split=splits[1], **data_kw)
     try: dls = dls_for(size)
     except ValueError as e:
         if given or 'larger than the images' not in str(e): raise
-        h, w = seg_dataloaders(data, root, size=(1, 1), bs=1, **data_kw).train.dataset[0][1].shape
+        h, w = seg_dataloaders(data, root, size=(1, 1), bs=1, train_split=splits[0], valid_split=splits[1], **data_kw).train.dataset[0][1].shape
         if rank == 0: print(f"recipe {rec.name}: crop {size[0]}x{size[1]} is larger than the {h}x{w} images; training on whole images (--size to choose)")
         size = (min(size[0], h), min(size[1], w))
         set_seed(seed)
@@ -144,9 +146,15 @@ def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, 
     return learn
 
 # %% ../../nbs/71_cli.train.ipynb #a914492b
+def _splits(s):
+    sp = tuple(x.strip() for x in str(s).split(','))
+    if len(sp) != 2 or not all(sp): raise ValueError(f"--splits: expected TRAIN,VAL split names (e.g. train,val), got {s!r}")
+    return sp
+
 def train_cmd(data:str='synthetic', # a registered dataset (see the list below)
               root:str=None, # dataset folder (synthetic: data/synthetic, generated when missing)
               data_opt:list=None, # reader option key=value, repeatable (e.g. folder: classes=road,car,sky; synthetic: n_train=16)
+              splits:str='train,val', # training and validation split names
               arch:str='fastfcn_psp', # a registered architecture (see the list below)
               backbone:str='resnet18', # timm backbone
               size:str=None, # training crop H,W (default: the recipe's, or the whole image if smaller)
@@ -163,7 +171,8 @@ def train_cmd(data:str='synthetic', # a registered dataset (see the list below)
     "Train a model with a paper's recipe (data-parallel under torchrun); writes OUT/model.pth and resumable checkpoints."
     with ddp_ctx() as (rank, world, _):
         learn = fit_model(data, root, arch, backbone, size, bs, epochs, out, resume, workers, seed, pretrained,
-                          data_kw=parse_data_opts(data_opt), overwrite=overwrite, **recipe)
+                          data_kw=parse_data_opts(data_opt), overwrite=overwrite,
+                          splits=_splits(splits), **recipe)
         if rank: return
         p = save_model(learn.model, Path(out)/'model.pth', meta=dict(spec=learn.dls.spec, data=data, size=list(learn.crop), recipe=learn.recipe.name))
         if world > 1: print(f"{world} processes: weights agree (checksum {learn.checksum:.6f})")
