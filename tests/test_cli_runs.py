@@ -119,7 +119,7 @@ def test_model_file_carries_spec(run1, cs, tmp_path):
     "predict needs no --spec; a --spec that disagrees with the model is refused; only SRC's own images unless --recursive."
     ck = torch.load(run1/'model.pth', weights_only=True)
     assert ck['meta']['spec']['classes'][:2] == ['road', 'sidewalk'] and len(ck['meta']['spec']['native_ids']) == 19
-    one_line_error(run('predict', run1/'model.pth', cs/'leftImg8bit'/'val', '--spec', 'ade20k', '--out', tmp_path/'p', cwd=tmp_path),
+    one_line_error(run('predict', run1/'model.pth', cs/'leftImg8bit'/'val', '--recursive', '--spec', 'ade20k', '--out', tmp_path/'p', cwd=tmp_path),
                    '--spec ade20k: 150 classes', 'cityscapes')
     one_line_error(run('predict', run1/'model.pth', cs/'leftImg8bit'/'val', '--out', tmp_path/'p', cwd=tmp_path), '--recursive')
     r = run('predict', run1/'model.pth', cs/'leftImg8bit'/'val', '--recursive', '--out', tmp_path/'p', cwd=tmp_path)

@@ -70,10 +70,10 @@ REGISTRY_NAMES = dict(  # a torch-free copy of the registries' names; tests/test
     mixed_precision=(False, True, 'auto', 'fp16', 'bf16'),
 )
 
-def registry_names(live:bool=None, # True: import the registries; None: read them if `models.zoo` is already imported
+def registry_names(live:bool=None, # True: import the registries; None: read them if a registry module is already imported (a plugin)
                   ) -> dict:
     "The names the registries hold (architectures with tasks, recipe and doc; datasets; heads; tricks; ...), like `REGISTRY_NAMES`."
-    if live is None: live = 'boundaryseg.models.zoo' in sys.modules
+    if live is None: live = any(m in sys.modules for m in ('boundaryseg.models.registry', 'boundaryseg.data.datasets'))
     if not live: return REGISTRY_NAMES
     from boundaryseg.models.zoo import ARCHS
     from boundaryseg.models.sbcb import BOUNDARY_HEADS

@@ -44,6 +44,7 @@ def _disk(R, device=None):
     return dy.flatten()[o], dx.flatten()[o], d2[o]
 
 def _label_bmaps(L, # (B,H,W) integer class ids, -1 where no class (ignored)
+                 n_classes:int=None, # C: both maps of a comparison need the same number of words; default from L
                 ):
     "Boundary points (b, c, y, x) of every class mask [L == c] (`seg2bmap`), and per pixel the classes bounded there as bits."
     S = torch.stack([L, torch.cat([L[..., 1:], L[..., -1:]], -1)])
@@ -56,7 +57,7 @@ def _label_bmaps(L, # (B,H,W) integer class ids, -1 where no class (ignored)
     for j in range(1, 4): keep[j] &= (lab[j:j + 1] != lab[:j]).all(0)
     j, i = torch.nonzero(keep, as_tuple=True)
     c = lab[j, i]
-    nw = max(int(L.max()) // 63 + 1, 1)
+    nw = max(int(L.max()), (n_classes or 1) - 1) // 63 + 1
     bits = torch.zeros(nw, *L.shape, dtype=torch.int64, device=L.device)
     word = torch.zeros(len(b), dtype=torch.int64, device=L.device)
     for w in range(nw):  # 63 classes per int64 word (a handful of words even for 150 classes)
@@ -112,7 +113,7 @@ def bf_counts(pred, # logits (B,C,H,W) or class map (B,H,W)
     valid = t != ignore_index
     # both masks are 0 on ignored pixels, a predicted "no class" is in no mask; int16 labels keep the dense passes light
     p, t = torch.where(valid & (p != ignore_index), p, -1).to(torch.int16), torch.where(valid, t, -1).to(torch.int16)
-    (pm, bits_m), (pg, bits_g) = _label_bmaps(p), _label_bmaps(t)
+    (pm, bits_m), (pg, bits_g) = _label_bmaps(p, n_classes), _label_bmaps(t, n_classes)
     rs = [bound_pixels(tol, H, W) for tol in tols]
     dm, dg = nearest_d2(pm, bits_g, rs), nearest_d2(pg, bits_m, rs)
     cnt = lambda pts, keep=None: torch.bincount((pts[0] * n_classes + pts[1])[keep if keep is not None else slice(None)],
