@@ -6,7 +6,7 @@
 __all__ = ['COMMANDS', 'USER_ERRORS', 'command', 'command_source', 'usage', 'main']
 
 # %% ../../nbs/75_cli.app.ipynb #cf5954ab
-import importlib, importlib.util, os, sys, warnings
+import importlib, importlib.util, os, re, sys, warnings
 
 # %% ../../nbs/75_cli.app.ipynb #4ef5efb9
 COMMANDS = dict(train='train:train_cmd', eval='evaluate:eval_cmd', predict='predict:predict_cmd', main='main_job:main_cmd')
@@ -36,6 +36,10 @@ def _fail(msg, code):
     print(f"boundaryseg: error: {msg}", file=sys.stderr)
     return code
 
+def _message(e:BaseException) -> str:
+    "The exception's message on one line, without fastai's `Exception occured in `Callback` when calling event ...:` prefix."
+    return re.sub(r"^Exception occured in `[^`]*` when calling event `[^`]*`:\s*", '', ' '.join(str(e).split())) or type(e).__name__
+
 def _debug(argv):
     env = os.environ.get('BOUNDARYSEG_DEBUG') or os.environ.get('BOUNDARYSEG_TRACEBACK')
     return '--debug' in argv or env not in (None, '', '0'), [a for a in argv if a != '--debug']
@@ -58,7 +62,7 @@ def main(argv=None, # arguments after the program name; default `sys.argv[1:]`
         command(cmd)(**args)
     except USER_ERRORS as e:
         if debug: raise
-        return _fail(' '.join(str(e).split()) or type(e).__name__, 2)
+        return _fail(_message(e), 2)
     except KeyboardInterrupt:
         if debug: raise
         return _fail("interrupted", 130)
