@@ -338,7 +338,8 @@ def command_parser(f, # a command function, or (path of its module's source, fun
                   ) -> argparse.ArgumentParser:
     "An argparse parser from a command's signature and docments (plus the recipe options if it takes **kwargs)."
     doc, params, recipe = command_params(f)
-    p = argparse.ArgumentParser(prog=prog, description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # no abbreviations: `train --split val` would silently mean --splits
+    p = argparse.ArgumentParser(prog=prog, description=doc, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     for k, t, d, h in params:
         if d is inspect.Parameter.empty: p.add_argument(k, type=t, help=h)
         elif t is bool: p.add_argument(f'--{k}', action='store_true', help=h)
