@@ -142,10 +142,13 @@ def save_checkpoint(learn, path) -> Path|None:
     "Write `learner_state(learn)` to `path` atomically (tmp file, fsync, `os.replace`); only rank 0 writes, all ranks take part."
     state, path = learner_state(learn), Path(path)
     if rank_distrib(): return None
-    with atomic_write(path) as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with atomic_write(path) as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as e:  # a full disk: torch's zip writer reports it as a RuntimeError; the tmp file is gone
+        raise OSError(f"cannot write the checkpoint {path}: {' '.join(str(e).split())[:200]}") from None
     return path
 
 # %% ../nbs/50_callbacks.ipynb #5623b3a4
@@ -214,6 +217,8 @@ class CheckpointCallback(Callback):
 
     def before_fit(self):
         self.trained = False
+        if not rank_distrib() and self.file.parent.is_dir():  # temp files of writes a killed process left (`atomic_write`)
+            for t in self.file.parent.glob(f'.{self.fname}.*.tmp'): t.unlink(missing_ok=True)
         if not self.resume_from or not getattr(self.learn, 'fitting', True): return
         src, self.resume_from = self.resume_from, False
         if src is True: src = self.file if self.file.exists() else None

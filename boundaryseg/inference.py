@@ -7,7 +7,7 @@ __all__ = ['OUTPUT_ACTIVATIONS', 'PREDICTORS', 'IMG_EXTS', 'WRITERS', 'dense_out
            'eval_mode', 'model_device', 'model_logits', 'predict_whole', 'model_inputs', 'window_starts',
            'predict_slide', 'predict', 'predict_batch', 'predict_image', 'save_trainids', 'save_labelids',
            'save_overlay', 'save_edges', 'register_writer', 'formats_for', 'image_files', 'same_size_batches',
-           'write_prediction', 'predict_folder', 'evaluate', 'save_model', 'load_model']
+           'write_prediction', 'predict_folder', 'evaluate', 'spec_state', 'model_spec', 'save_model', 'load_model']
 
 # %% ../nbs/60_inference.ipynb #6068abda
 import contextlib
@@ -22,6 +22,7 @@ from .data.boundaries import eval_boundaries
 from .data.transforms import resize_nearest, LABEL_FIELDS
 from .data.block import FIELD_PROVIDERS
 from .vis import overlay
+from .data.labels import LabelSpec, get_spec
 
 # %% ../nbs/60_inference.ipynb #39469017
 OUTPUT_ACTIVATIONS = {'seg': lambda x: x.softmax(1), 'edge': torch.sigmoid}
@@ -267,14 +268,17 @@ def _check_formats(formats, outputs, spec):
     if missing: raise ValueError(f"format(s) {missing} write outputs the model does not keep in eval mode (it predicts {list(outputs)})")
     if spec is None and any(WRITERS[f]['needs_spec'] for f in formats): raise ValueError(f"formats {list(formats)} need a label spec (`spec=`)")
 
-def image_files(src, # folder of images (searched recursively) or a single image file
+def image_files(src, # folder of images or a single image file
+                recursive:bool=True, # also the images in sub-folders
+                pattern:str=None, # file-name pattern (e.g. '*_leftImg8bit.png'); default: every image extension
                ) -> list: # sorted image paths
     "The image files under `src`; errors name the folder when there are none."
     src = Path(src)
     if not src.exists(): raise FileNotFoundError(f"image folder not found: {src}")
     if src.is_file(): return [src]
-    fs = sorted(p for p in src.rglob('*') if p.suffix.lower() in IMG_EXTS and p.is_file())
-    if not fs: raise DataError(f"no images ({', '.join(IMG_EXTS)}) found under {src}")
+    fs = sorted(p for p in (src.rglob if recursive else src.glob)(pattern or '*') if p.suffix.lower() in IMG_EXTS and p.is_file())
+    if not fs: raise DataError(f"no images ({pattern or ', '.join(IMG_EXTS)}) found {'under' if recursive else 'in'} {src}"
+                               + ('' if recursive else ' (--recursive: also in its sub-folders)'))
     return fs
 
 def same_size_batches(items, # iterable of (key, uint8 image (H,W,3))
@@ -308,6 +312,8 @@ def predict_folder(model:nn.Module, # a segmentation (or boundary) model
                    bs:int=4, # images per forward pass (consecutive images of one size)
                    alpha:float=0.5, # overlay weight of the class colour
                    progress:bool=True, # show a fastprogress bar
+                   recursive:bool=True, # also the images in sub-folders of `src`
+                   pattern:str=None, # file-name pattern of the images (default: every image extension)
                    **kwargs, # passed to `predict` (scales, flip, crop, stride)
                   ) -> list: # the images predicted
     "Predict every image under `src` and write each output in its formats under `out`."
@@ -315,7 +321,7 @@ def predict_folder(model:nn.Module, # a segmentation (or boundary) model
     formats = formats_for(outputs) if formats is None else tuple(formats)
     _check_formats(formats, outputs, spec)
     src = Path(src)
-    files = image_files(src)
+    files = image_files(src, recursive, pattern)
     root = src if src.is_dir() else src.parent
     for batch in same_size_batches(((f, load_image(f)) for f in (progress_bar(files) if progress else files)), bs):
         preds = predict_batch(model, np.stack([img for _, img in batch]), keys=outputs, **kwargs)
@@ -342,6 +348,8 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
              edge_nms:bool=False, # Test-NMS (STEAL, RPCNet) of the boundary probabilities before the SBD evaluation
              edge_absent:str='zero', # classes without GT boundaries in the data: 'zero' (pyEdgeEval, in the means) or 'skip' (out of them)
              workers:int=0, # processes counting the SBD evaluation while the model predicts (0: in this process)
+             bf_absent:str='perfect', # boundary F of a class absent from prediction and truth: 'perfect' (Gated-SCNN) or 'exclude'
+             iiou=None, # Cityscapes iIoU: None = when `spec` has classes with Cityscapes' average sizes and `ds` has instances
              **kwargs, # passed to `predict` (scales, flip, crop, stride)
             ) -> dict: # scores per task ('seg' scores flat; 'edge': SBD scores), 'n_images', 'examples'
     "Predict a dataset at full resolution and score each output: mIoU, IoU, accuracies, boundary F, Boundary IoU; MF-ODS/OIS/AP."
@@ -351,11 +359,16 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
     from boundaryseg.metrics.boundary_iou import BIoUMetrics
     outputs = dense_outputs(model)
     if formats is None: formats = tuple(f for f in ('trainIds', 'color', 'edge') if WRITERS[f]['output'] in outputs)
-    sm = SegMetrics(n_classes) if 'seg' in outputs else None
-    bf = BFScores(n_classes, tols) if 'seg' in outputs and tols else None
+    avg = None
+    if 'seg' in outputs and spec is not None and iiou is not False:
+        from boundaryseg.metrics.semantic import cityscapes_avg_class_size
+        avg = cityscapes_avg_class_size(spec)
+        has_inst = 'inst' in (getattr(ds, 'items', None) or [{}])[0]
+        if np.isnan(avg).all() or not (has_inst or iiou): avg = None
+    sm = SegMetrics(n_classes, avg_class_size=avg, min_inst=1001) if 'seg' in outputs else None  # iIoU: Cityscapes' instance ids >= 1000
+    bf = BFScores(n_classes, tols, absent=bf_absent) if 'seg' in outputs and tols else None
     bi = BIoUMetrics(n_classes, biou_widths) if 'seg' in outputs and biou_widths else None
-    sbd = SBDMetrics(n_classes, protocol=edge_protocol, thresholds=thresholds, thing_ids=None if spec is None else spec.thing_ids.tolist(),
-                     apply_nms=edge_nms, absent=edge_absent, workers=workers) if 'edge' in outputs else None
+    sbd, binary = None, False  # built at the first batch, when the boundary output's channels are known
     store, examples, n = {}, [], 0
     def samples():
         for i in (progress_bar(range(len(ds))) if progress else range(len(ds))):
@@ -366,9 +379,16 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
     for batch in same_size_batches(samples(), bs):
         preds = predict_batch(model, np.stack([img for _, img in batch]), keys=outputs, **kwargs)
         gts = torch.from_numpy(np.stack([store[i]['mask'] for i, _ in batch]))
-        if sm is not None: sm.update(torch.from_numpy(preds['seg']), gts)
+        if sm is not None: sm.update(torch.from_numpy(preds['seg']), gts, None if avg is None else torch.from_numpy(np.stack([store[i]['inst'] for i, _ in batch])))
         if bf is not None: bf.update(torch.from_numpy(preds['seg']), gts)
         if bi is not None: bi.update(torch.from_numpy(preds['seg']), gts)
+        if 'edge' in outputs and sbd is None:
+            K = preds['edge'].shape[1]
+            if K not in (1, n_classes): raise ValueError(f"the model predicts {K} boundary classes in 'edge' but the dataset has {n_classes}")
+            binary = K == 1 and n_classes > 1  # a binary boundary detector (BBCB): scored against the union of the classes' boundaries
+            sbd = SBDMetrics(K, protocol=edge_protocol, thresholds=thresholds, apply_nms=edge_nms,
+                             thing_ids=None if spec is None or binary else spec.thing_ids.tolist(),
+                             absent=edge_absent, workers=workers)
         if sbd is not None:
             insts = [store[i].get('inst') for i, _ in batch]
             inst = torch.from_numpy(np.stack(insts)) if sbd.proto.instance_sensitive and all(v is not None for v in insts) else None
@@ -376,6 +396,8 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
             void = torch.from_numpy(np.stack(voids)) if all(v is not None for v in voids) else None
             gt = eval_boundaries(gts, n_classes, protocol=sbd.proto.gt_protocol, inst=inst, thing_ids=sbd.thing_ids, scale=sbd.proto.scale,
                                  void=void, border=sbd.proto.border)
+            if binary and sbd.proto.kill_internal: raise ValueError(f"{edge_protocol}: kill_internal needs per-class boundaries, not a binary map")
+            if binary: gt = gt.amax(-3, keepdim=True)
             sbd.update(resize_nearest(torch.from_numpy(preds['edge']), tuple(gt.shape[-2:])), gt,
                        resize_nearest(gts, tuple(gt.shape[-2:])) if sbd.proto.kill_internal else None)
         for b, (i, img) in enumerate(batch):
@@ -395,17 +417,36 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
     return res
 
 # %% ../nbs/60_inference.ipynb #312b7ab1
+def spec_state(spec:LabelSpec) -> dict:
+    "A `LabelSpec` as plain lists and numbers (what a model file stores, readable with `weights_only=True`)."
+    known = np.flatnonzero(spec.known)
+    extra = [int(i) for i in known if i not in set(spec.train_to_native.tolist()) and i != spec.void_native]
+    return dict(name=spec.name, classes=list(spec.classes), native_ids=spec.train_to_native.tolist(), thing=spec.thing.tolist(),
+                palette=spec.palette.tolist(), extra_native=extra, void_native=int(spec.void_native), ignore_index=int(spec.ignore_index),
+                void_ids=spec.void_ids.tolist())
+
+def model_spec(meta:dict, # the meta dict of a model file (`load_model`)
+              ) -> LabelSpec: # None if the file names no spec
+    "The label spec a model was trained with: stored whole (`spec_state`), or a built-in spec's name (older files)."
+    s = meta.get('spec')
+    if s is None or isinstance(s, LabelSpec): return s
+    return get_spec(s) if isinstance(s, str) else LabelSpec(**s)
+
 def save_model(model:nn.Module, # trained model (its `config` rebuilds it)
                path, # destination (.pth)
-               meta:dict=None, # anything else worth keeping (dataset and spec name, training size, scores)
+               meta:dict=None, # anything else worth keeping (dataset, the `LabelSpec` as 'spec', training size, scores)
                **config, # `seg_model` keyword arguments; default `model.config`
               ):
-    "Save the inference model's weights plus the configuration that rebuilds it, atomically."
+    "Save the inference model's weights plus the configuration that rebuilds it (and the label spec, whole), atomically."
     config = config or dict(getattr(model, 'config', {}))
     if not config: raise ValueError("save_model: the model has no `config` (build it with seg_model) and none was given")
+    meta = {k: spec_state(v) if isinstance(v, LabelSpec) else v for k, v in (meta or {}).items()}
     net = model.plain() if hasattr(model, 'plain') else model
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    with atomic_write(path) as f: torch.save({'config': config, 'meta': meta or {}, 'state_dict': state}, f)
+    try:
+        with atomic_write(path) as f: torch.save({'config': config, 'meta': meta, 'state_dict': state}, f)
+    except (OSError, RuntimeError) as e:  # torch reports a failed write (a full disk) as a RuntimeError of its zip writer
+        raise OSError(f"cannot write the model file {path}: {' '.join(str(e).split())[:200]}") from None
     return Path(path)
 
 def load_model(path, # file written by `save_model`

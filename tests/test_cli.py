@@ -128,7 +128,7 @@ def test_eval_and_predict_read_the_model(main_job, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = json.loads((rep/'metrics.json').read_text()), json.loads((tmp_path/'ev'/'metrics.json').read_text())
     assert a['miou'] == b['miou'] and a['iou'] == b['iou'] and a['bf'] == b['bf']
-    r = run('predict', rep/'model.pth', d/'synth'/'leftImg8bit'/'val', '--out', tmp_path/'pr', cwd=tmp_path)
+    r = run('predict', rep/'model.pth', d/'synth'/'leftImg8bit'/'val', '--recursive', '--out', tmp_path/'pr', cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     preds = sorted((tmp_path/'pr'/'trainIds').rglob('*.png'))
     assert len(preds) == 2

@@ -85,7 +85,7 @@ def test_cli_train_eval_predict(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
     assert s['n_images'] == 2 and 0 <= s['miou'] <= 1
-    r = run('predict', out / 'model.pth', root / 'leftImg8bit' / 'val', '--out', tmp_path / 'pred', env=env)
+    r = run('predict', out / 'model.pth', root / 'leftImg8bit' / 'val', '--recursive', '--out', tmp_path / 'pred', env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(list((tmp_path / 'pred' / 'trainIds').rglob('*.png'))) == 2
 

@@ -131,7 +131,7 @@ def test_cli_train_eval_predict(tmp_path, capsys):
     for k in ('PQ ', 'things: PQ', 'stuff:  PQ', 'PQ†', 'mIoU', 'mask AP'): assert k in txt
     assert set(s) >= {'pq', 'pq_th', 'pq_st', 'sq', 'rq', 'pq_dagger', 'miou', 'miou_semantic', 'ap'}
     assert json.loads((tmp_path/'ev'/'metrics.json').read_text())['n_images'] == 2
-    predict_cmd(model, str(root/'leftImg8bit'/'val'), out=str(tmp_path/'pred'))
+    predict_cmd(model, str(root/'leftImg8bit'/'val'), out=str(tmp_path/'pred'), recursive=True)
     js = json.loads((tmp_path/'pred'/'panoptic_cityscapes.json').read_text())
     assert len(js['annotations']) == 2 and js['annotations'][0]['image_id'].endswith('_000019')
     assert sorted(p.name for p in (tmp_path/'pred').iterdir()) == ['color', 'labelIds', 'panoptic', 'panoptic.json', 'panoptic_cityscapes',

@@ -74,7 +74,7 @@ def test_toy_through_the_cli(tmp_path):
     _cli('eval', tmp_path/'run'/'model.pth', '--root', tmp_path/'synth', '--out', tmp_path/'ev', cwd=tmp_path)
     m = json.loads((tmp_path/'ev'/'metrics.json').read_text())
     assert m['n_images'] == 20 and 0 <= m['miou'] <= 1
-    _cli('predict', tmp_path/'run'/'model.pth', tmp_path/'synth'/'leftImg8bit'/'val', '--out', tmp_path/'pr', cwd=tmp_path)
+    _cli('predict', tmp_path/'run'/'model.pth', tmp_path/'synth'/'leftImg8bit'/'val', '--recursive', '--out', tmp_path/'pr', cwd=tmp_path)
     assert len(list((tmp_path/'pr'/'trainIds').rglob('*.png'))) == 20
 
 

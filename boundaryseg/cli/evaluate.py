@@ -10,9 +10,11 @@ import json
 from pathlib import Path
 import torch
 from ..core import atomic_write
-from ..data.datasets import get_dataset, dataset_names
-from ..inference import load_model, evaluate, dense_outputs, predict_whole, model_inputs
-from .options import predict_kwargs, check_choice
+from ..data.datasets import get_dataset
+from ..inference import load_model, evaluate, dense_outputs, predict_whole, model_inputs, model_spec, formats_for
+from .options import predict_kwargs, parse_data_opts, reader_options
+from .train import check_files
+from .options import check_choice
 from ..metrics.boundary_iou import width_name
 from ..panoptic.inference import evaluate_panoptic, panoptic_summary
 
@@ -23,8 +25,9 @@ def scores_json(res:dict, # from `inference.evaluate`
                 classes, # class names
                ) -> dict:
     "The JSON-able part of `inference.evaluate`'s result, per-class values keyed by class name (NaN -> null)."
-    d = {k: _f(res[k]) for k in ('miou', 'acc', 'macc', 'fwiou') if k in res}
+    d = {k: _f(res[k]) for k in ('miou', 'acc', 'macc', 'fwiou', 'miiou') if k in res}
     if 'iou' in res: d['iou'] = {c: _f(v) for c, v in zip(classes, res['iou'])}
+    if 'iiou' in res: d['iiou'] = {c: _f(v) for c, v in zip(classes, res['iiou']) if v == v}
     if 'bf' in res:
         d['bf'] = {f'{t}px': _f(v) for t, v in zip(res['bf_tols'], res['bf'])}
         d['bf_class'] = {c: _f(v) for c, v in zip(classes, res['bf_class'][0])}
@@ -33,6 +36,7 @@ def scores_json(res:dict, # from `inference.evaluate`
         d['biou_class'] = {c: _f(v) for c, v in zip(classes, res['biou_class'][0])}
     if 'edge' in res:
         e = res['edge']
+        if len(e['ods_f']) == 1 < len(classes): classes = ['boundary']  # a binary boundary detector
         d['edge'] = dict(protocol=e['protocol'], mf_ods=_f(e['mf_ods']), mf_ois=_f(e['mf_ois']), map=_f(e['map']),
                          ods_class={c: _f(v) for c, v in zip(classes, e['ods_f'])}, ap_class={c: _f(v) for c, v in zip(classes, e['ap'])})
         if 'absent' in e: d['edge'].update(absent=e['absent'], classes_absent=[c for c, p in zip(classes, e['present']) if not p])
@@ -45,6 +49,7 @@ def summary_table(s:dict, # from `scores_json`
     "Plain-text summary: mIoU, accuracies, boundary F-score, mBIoU, MF-ODS/OIS/AP, then per-class IoU."
     lines = [title] if title else []
     if 'miou' in s: lines += [f"mIoU {s['miou']:.4f}", f"pixel accuracy {s['acc']:.4f}", f"mean accuracy {s['macc']:.4f}"]
+    if 'miiou' in s: lines.append(f"iIoU {'n/a' if s['miiou'] is None else format(s['miiou'], '.4f')} (instance-level, things)")
     if 'bf' in s: lines.append('boundary F-score ' + ', '.join(f"{v:.4f} @ {k}" for k, v in s['bf'].items()))
     if 'biou' in s: lines.append('mBIoU ' + ', '.join(f"{v:.4f} @ {k}" for k, v in s['biou'].items()))
     if 'edge' in s:
@@ -67,11 +72,22 @@ def check_classes(net, # a loaded model
     extra = model_inputs(net, torch.zeros(1, 64, 64, 3, dtype=torch.uint8).numpy())  # e.g. MSCI's super-pixels
     out = predict_whole(net, torch.zeros(1, 3, 64, 64, device=next(net.parameters()).device), extra=extra)
     for k, v in out.items():
-        if v.shape[1] != n: raise ValueError(f"{name} predicts {v.shape[1]} classes in {k!r} but the dataset has {n}")
+        if v.shape[1] != n and not (k == 'edge' and v.shape[1] == 1):  # one edge channel: a binary boundary detector
+            raise ValueError(f"{name} predicts {v.shape[1]} classes in {k!r} but the dataset has {n}")
+
+class _ByPath:
+    "A reader whose samples are named by their image's path under the dataset root (predict's layout)."
+    def __init__(self, ds): self.ds, self.items, self.root = ds, ds.items, Path(getattr(ds, 'root', '.'))
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i):
+        s, f = self.ds[i], self.ds.items[i]['img']
+        try: return {**s, 'name': f.relative_to(self.root).with_suffix('').as_posix()}
+        except ValueError: return s
 
 def eval_cmd(model:str, # model file written by `boundaryseg train` (OUT/model.pth)
              data:str='synthetic', # a registered dataset
              root:str=None, # dataset folder (synthetic: data/synthetic)
+             data_opt:list=None, # reader option key=value, repeatable (as for `train`)
              split:str='val', # split to evaluate
              scales:str='1', # test scales, e.g. 0.75,1,1.25 (FastFCN: 0.5,0.75,1,1.25,1.5,1.75)
              flip:bool=False, # also average the mirrored image
@@ -81,26 +97,35 @@ def eval_cmd(model:str, # model file written by `boundaryseg train` (OUT/model.p
              nms:bool=False, # Test-NMS of the boundary probabilities before the SBD evaluation (STEAL; RPCNet's Table 5)
              edge_absent:str='zero', # classes without GT boundaries in the split: zero (pyEdgeEval: in the means) or skip
              workers:int=0, # processes counting the SBD evaluation while the model predicts
+             bf_absent:str='perfect', # boundary F-score of a class absent from prediction and truth: perfect (Gated-SCNN) or exclude
              out:str=None, # write OUT/metrics.json and the predictions here
              bs:int=4, # images per forward pass
             ):
     "Evaluate a saved model on a dataset split: mIoU, IoU, boundary F-score; MF-ODS/OIS/AP for boundary outputs."
     kw = predict_kwargs(scales, flip, crop, stride)
-    check_choice('data', data, dataset_names())
+    ds = get_dataset(data, root, split, **reader_options(data, parse_data_opts(data_opt)))
+    if ds.spec is None: raise ValueError(f"--data {data}: the reader yields no class masks with these options (--data_opt {data_opt}); see its options")
+    check_files(ds)
     check_choice('edge_absent', edge_absent, ('zero', 'skip'))
-    ds = get_dataset(data, root, split)
     net, meta = load_model(model)
     check_classes(net, ds.spec.n_classes, model)
+    ms = model_spec(meta)
+    if ms is not None and list(ms.classes) != list(ds.spec.classes):
+        c = next((a, b) for a, b in zip(ms.classes + [None] * ds.spec.n_classes, ds.spec.classes + [None] * ms.n_classes) if a != b)
+        raise ValueError(f"{model} was trained on the classes of {ms.name} ({ms.n_classes}), not those of {data} ({ds.spec.n_classes}): "
+                         f"class {c[0]!r} vs {c[1]!r}")
+    pred_out = Path(out)/'predictions' if out else None
     if 'panoptic' in getattr(net, 'eval_outputs', ()):  # Seamless: PQ / SQ / RQ, PQ†, mIoU, mask AP (panoptic.inference)
         if kw['scales'] != (1.,) or flip or kw['crop']: raise ValueError("--scales, --flip, --crop: a panoptic model predicts whole images at one scale")
-        r = evaluate_panoptic(net, ds, bs=bs, out=Path(out)/'predictions' if out else None, formats=('panoptic', 'panoptic_cityscapes'))
+        r = evaluate_panoptic(net, ds, bs=bs, out=pred_out, formats=('panoptic', 'panoptic_cityscapes'))
         txt, s = panoptic_summary(r, ds.spec.classes, f"{model} on {data} {split} ({len(ds)} images)")
         if out:
             with atomic_write(Path(out)/'metrics.json', 'w') as f: json.dump(dict(model=str(model), data=data, split=split, **s), f, indent=1)
         print(txt)
         return s
-    res = evaluate(net, ds, ds.spec.n_classes, bs=bs, out=Path(out)/'predictions' if out else None, spec=ds.spec,
-                   edge_protocol=edge_protocol, edge_nms=nms, edge_absent=edge_absent, workers=workers, **kw)
+    res = evaluate(net, _ByPath(ds) if hasattr(ds, 'items') else ds, ds.spec.n_classes, bs=bs, out=pred_out, spec=ds.spec,
+                   formats=formats_for(dense_outputs(net)), edge_protocol=edge_protocol, edge_nms=nms, bf_absent=bf_absent,
+                   edge_absent=edge_absent, workers=workers, **kw)
     s = scores_json(res, ds.spec.classes)
     if out:
         with atomic_write(Path(out)/'metrics.json', 'w') as f: json.dump(dict(model=str(model), data=data, split=split, **s), f, indent=1)

@@ -49,7 +49,9 @@ def write_figures(out, # report folder
         save_fig(plot_pr(res['edge'], spec.classes).figure, out/'edge_pr.png')
         names += ['pred_edges.png', 'edge_pr.png']
     if learn is not None:
-        learn.recorder.plot_loss()
+        # fastai skips the first 5 steps (an empty curve for a short run); markers show a curve of one point
+        ax = learn.recorder.plot_loss(skip_start=min(5, len(learn.recorder.losses) // 2))
+        for l in ax.lines: l.set_marker('.')
         save_fig(plt.gcf(), out/'loss.png')
         names.append('loss.png')
         if getattr(learn, 'loss_balance', None) is not None and learn.loss_balance.rows:  # each loss term's gradient share (`monitor`)
@@ -193,7 +195,7 @@ def main_cmd(out:str='report', # report folder
                       data_kw=data_kw, cbs=cbs, **recipe)
     times['train'] = time.time() - t
     spec, ds = learn.dls.spec, learn.dls.valid.dataset.reader
-    save_model(learn.model, out/'model.pth', meta=dict(spec=spec.name, data='synthetic', size=list(sz), recipe=learn.recipe.name))
+    save_model(learn.model, out/'model.pth', meta=dict(spec=spec, data='synthetic', size=list(sz), recipe=learn.recipe.name))
     t = time.time()
     with boundary_outputs(learn.model) as m:
         res = evaluate(m, ds, spec.n_classes, out=out/'predictions', spec=spec, formats=('trainIds', 'labelIds', 'color'), keep=4,

@@ -7,15 +7,17 @@ __all__ = ['predict_cmd']
 
 # %% ../../nbs/73_cli.predict.ipynb #a328450c
 from ..data.labels import get_spec
-from ..inference import load_model, predict_folder, image_files, model_outputs, formats_for
+from ..inference import load_model, predict_folder, image_files, model_outputs, formats_for, model_spec
 from ..panoptic import inference as _panoptic  # registers the panoptic predictor and writers
 from .options import predict_kwargs
 
 # %% ../../nbs/73_cli.predict.ipynb #14c602b5
 def predict_cmd(model:str, # model file written by `boundaryseg train` (OUT/model.pth)
-                src:str, # image file or folder (searched recursively)
+                src:str, # image file or folder
                 out:str='predictions', # output folder: one sub-folder per format
-                spec:str=None, # label spec for labelIds/colours (default: the one the model was trained with)
+                recursive:bool=False, # also the images in SRC's sub-folders
+                pattern:str=None, # file-name pattern of the images, e.g. '*_leftImg8bit.png' (default: every image extension)
+                spec:str=None, # built-in label spec for labelIds/colours (default: the one stored in the model file; must agree with it)
                 formats:str=None, # comma-separated: trainIds, labelIds, color (segmentation), edge (boundaries), panoptic (COCO), panoptic_cityscapes; default all of the model's
                 scales:str='1', # test scales, e.g. 0.75,1,1.25
                 flip:bool=False, # also average the mirrored image
@@ -25,9 +27,17 @@ def predict_cmd(model:str, # model file written by `boundaryseg train` (OUT/mode
                ):
     "Predict images with a saved model; writes every output in its format (train ids, label ids, colours, boundaries)."
     kw = predict_kwargs(scales, flip, crop, stride)
-    image_files(src)  # a missing or empty folder is reported before the model is loaded
+    image_files(src, recursive, pattern)  # a missing or empty folder is reported before the model is loaded
+    given = None if spec is None else get_spec(spec)
     net, meta = load_model(model)
+    sp = model_spec(meta)
+    if given is not None and sp is not None and (list(given.classes) != list(sp.classes) or (given.train_to_native != sp.train_to_native).any()):
+        raise ValueError(f"--spec {spec}: {given.n_classes} classes ({', '.join(given.classes[:3])}, ...) but {model} was trained with the "
+                         f"{sp.n_classes} classes of {sp.name} ({', '.join(sp.classes[:3])}, ...); leave out --spec to use the model's")
+    sp = given or sp
+    n = getattr(net, 'config', {}).get('n_classes')
+    if sp is not None and n is not None and n != sp.n_classes:
+        raise ValueError(f"--spec {spec}: {sp.n_classes} classes but {model} predicts {n}")
     fmts = tuple(f for f in formats.split(',') if f) if formats else formats_for(model_outputs(net))
-    sp = get_spec(spec or meta.get('spec', 'cityscapes'))
-    files = predict_folder(net, src, out, spec=sp, formats=fmts, bs=bs, **kw)
+    files = predict_folder(net, src, out, spec=sp, formats=fmts, bs=bs, recursive=recursive, pattern=pattern, **kw)
     print(f"wrote predictions of {len(files)} images to {out}/ ({', '.join(fmts)})")

@@ -44,6 +44,7 @@ def _disk(R, device=None):
     return dy.flatten()[o], dx.flatten()[o], d2[o]
 
 def _label_bmaps(L, # (B,H,W) integer class ids, -1 where no class (ignored)
+                 n_classes:int=None, # C: both maps of a comparison need the same number of words; default from L
                 ):
     "Boundary points (b, c, y, x) of every class mask [L == c] (`seg2bmap`), and per pixel the classes bounded there as bits."
     S = torch.stack([L, torch.cat([L[..., 1:], L[..., -1:]], -1)])
@@ -56,7 +57,7 @@ def _label_bmaps(L, # (B,H,W) integer class ids, -1 where no class (ignored)
     for j in range(1, 4): keep[j] &= (lab[j:j + 1] != lab[:j]).all(0)
     j, i = torch.nonzero(keep, as_tuple=True)
     c = lab[j, i]
-    nw = max(int(L.max()) // 63 + 1, 1)
+    nw = max(int(L.max()), (n_classes or 1) - 1) // 63 + 1
     bits = torch.zeros(nw, *L.shape, dtype=torch.int64, device=L.device)
     word = torch.zeros(len(b), dtype=torch.int64, device=L.device)
     for w in range(nw):  # 63 classes per int64 word (a handful of words even for 150 classes)
@@ -112,7 +113,7 @@ def bf_counts(pred, # logits (B,C,H,W) or class map (B,H,W)
     valid = t != ignore_index
     # both masks are 0 on ignored pixels, a predicted "no class" is in no mask; int16 labels keep the dense passes light
     p, t = torch.where(valid & (p != ignore_index), p, -1).to(torch.int16), torch.where(valid, t, -1).to(torch.int16)
-    (pm, bits_m), (pg, bits_g) = _label_bmaps(p), _label_bmaps(t)
+    (pm, bits_m), (pg, bits_g) = _label_bmaps(p, n_classes), _label_bmaps(t, n_classes)
     rs = [bound_pixels(tol, H, W) for tol in tols]
     dm, dg = nearest_d2(pm, bits_g, rs), nearest_d2(pg, bits_m, rs)
     cnt = lambda pts, keep=None: torch.bincount((pts[0] * n_classes + pts[1])[keep if keep is not None else slice(None)],
@@ -136,25 +137,29 @@ class BFScores(CountsMetrics):
                  ignore_index:int=IGNORE_INDEX, # ignored GT value
                  key:str='seg', # entry of the model's output dict with the logits
                  valid_fn=unpadded_rows, # (learn, bs) -> bool mask of real rows, or None
+                 absent:str='perfect', # a class with no boundary in prediction and truth of an image: 'perfect' (F = 1, Gated-SCNN) or 'exclude'
                 ):
+        if absent not in ('perfect', 'exclude'): raise ValueError(f"absent must be 'perfect' or 'exclude'; got {absent!r}")
         store_attr()
         self.which = tuple(('f', d) for d in range(len(tols)))
         super().__init__()
 
     def zeros(self):
-        "Per-image F sums `fsum` (D,C), `n_images` and pooled boundary counts `pooled` (D,C,4), at zero."
+        "Per-image F sums `fsum` (D,C), `n_images`, pooled boundary counts `pooled` (D,C,4), and `present`/`fsum_present` (D,C), at zero."
         D, C = len(self.tols), self.n_classes
         return dict(fsum=torch.zeros(D, C, dtype=torch.float64), n_images=torch.zeros(1, dtype=torch.float64),
-                    pooled=torch.zeros(D, C, 4, dtype=torch.int64))
+                    pooled=torch.zeros(D, C, 4, dtype=torch.int64), present=torch.zeros(D, C, dtype=torch.float64),
+                    fsum_present=torch.zeros(D, C, dtype=torch.float64))
 
 # %% ../../nbs/42_metrics.bfscore.ipynb #2febcdf2
 @patch
 def update(self:BFScores, pred, # logits (B,C,H,W) or class map (B,H,W)
            target, # (B,H,W) train ids
           ):
-    "Add a batch: per-image F sums (pairs absent from both maps add F = 1) and pooled counts."
+    "Add a batch: per-image F sums (pairs absent from both maps add F = 1), the same over present pairs only, and pooled counts."
     c = bf_counts(pred, target, self.n_classes, self.tols, self.ignore_index).cpu()
-    self.add(fsum=bf_scores(c)[2].sum(1), n_images=c.shape[1], pooled=c.sum(1))
+    f, some = bf_scores(c)[2], (c[..., 1] + c[..., 3] > 0)
+    self.add(fsum=f.sum(1), n_images=c.shape[1], pooled=c.sum(1), present=some.sum(1).double(), fsum_present=(f * some).sum(1))
 
 @patch
 def count_batch(self:BFScores, pred, ys):
@@ -162,13 +167,14 @@ def count_batch(self:BFScores, pred, ys):
     self.update(pred, ys['mask'])
 
 @patch
-def from_counts(self:BFScores, fsum, n, pooled):
-    "'f_class' (D,C) and 'f' (D,): Gated-SCNN's per-image means; 'p/r/f_pooled_class', 'f_pooled' from pooled counts."
-    fc = fsum / n  # NaN when no image was seen
+def from_counts(self:BFScores, fsum, n, pooled, present, fsum_present):
+    "'f_class' (D,C) and 'f' (D,): per-image means under the `absent` rule; 'p/r/f_pooled_class', 'f_pooled' from pooled counts."
+    if self.absent == 'perfect': fc = fsum / n  # NaN when no image was seen
+    else: fc = torch.where(present > 0, fsum_present / present.clamp(min=1), torch.nan)
     P, R, Fp = bf_scores(pooled)
     some = pooled[..., 1] + pooled[..., 3] > 0  # pooled: classes with a boundary somewhere
     fpool = torch.where(some, Fp, torch.nan)
-    return dict(f_class=fc, f=fc.mean(1), p_pooled_class=P, r_pooled_class=R, f_pooled_class=fpool,
+    return dict(f_class=fc, f=fc.mean(1) if self.absent == 'perfect' else fc.nanmean(1), p_pooled_class=P, r_pooled_class=R, f_pooled_class=fpool,
                 f_pooled=fpool.nanmean(1), tols=list(self.tols))
 
 @patch

@@ -159,7 +159,9 @@ def pq_scores(stats, # (K,5) summed `pq_stats`
         mean = lambda x, m=m: float(x[m].mean()) if m.any() else float('nan')
         res[name] = dict(pq=mean(pq), sq=mean(sq), rq=mean(rq), n=int(m.sum()), pq_dagger=mean(pqd, md), n_dagger=int(md.sum()))
     ids = np.arange(len(stats)) if ids is None else ids
-    res['per_class'] = {int(i): dict(pq=float(a), sq=float(b), rq=float(c), pq_dagger=float(d)) for i, a, b, c, d in zip(ids, pq, sq, rq, pqd)}
+    # `segments` (TP + FP + FN): 0 for a class in neither truth nor prediction, whose per-class 0s are panopticapi's placeholder, not a score
+    res['per_class'] = {int(i): dict(pq=float(a), sq=float(b), rq=float(c), pq_dagger=float(d), segments=int(n))
+                        for i, a, b, c, d, n in zip(ids, pq, sq, rq, pqd, tp + fp + fn)}
     return res
 
 # %% ../../nbs/44_metrics.panoptic.ipynb #55e6fd73

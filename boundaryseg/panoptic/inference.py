@@ -180,7 +180,8 @@ def panoptic_summary(r:dict, # from `evaluate_panoptic`
     keys = ('pq', 'sq', 'rq', 'pq_th', 'sq_th', 'rq_th', 'pq_st', 'sq_st', 'rq_st', 'pq_dagger', 'bpq', 'bsq', 'brq', 'bpq_th', 'bpq_st',
             'miou', 'miou_semantic', 'ap', 'ap_detections', 'boundary_ap')
     d = {k: f(r[k]) for k in keys if k in r}
-    d['per_class'] = {classes[c]: {k: f(v) for k, v in s.items()} for c, s in r['per_class'].items()}
+    # a class in neither truth nor prediction (no segment) has no score: null / n/a, not panopticapi's placeholder 0
+    d['per_class'] = {classes[c]: {k: f(v) if s.get('segments', 1) or k == 'segments' else None for k, v in s.items()} for c, s in r['per_class'].items()}
     d['n_images'] = r['n_images']
     p = lambda v: 'n/a' if v is None else f'{100 * v:.2f}'
     lines = ([title] if title else []) + [
