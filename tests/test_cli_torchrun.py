@@ -102,3 +102,19 @@ if __name__ == '__main__' and sys.argv[1:2] == ['worker']:
     ap.add_argument('--epochs', type=int, default=2)
     ap.add_argument('--resume', action='store_true')
     worker(ap.parse_args())
+
+
+def test_main_job_under_torchrun(tmp_path):
+    "`torchrun ... boundaryseg main`: data made once (rank 0), trained data-parallel, ranks agree, one report; the run is then guarded."
+    out, root = tmp_path/'report', tmp_path/'syn'
+    cmd = ['--no-python', str(EXE), 'main', '--out', str(out), '--root', str(root), '--arch', 'fcn', '--backbone', 'test_resnet',
+           '--pretrained', 'none', '--width', '8', '--size', '64,128', '--bs', '1', '--epochs', '1', '--n_train', '4', '--n_val', '2',
+           '--thresholds', '5']
+    p, t = _run(TORCHRUN + cmd)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    print(f'torchrun boundaryseg main: {t:.1f} s')
+    assert '2 processes: weights agree' in p.stdout
+    assert p.stdout.count('mIoU ') == 1  # one report, from rank 0
+    assert (out/'metrics.json').is_file() and (out/'model.pth').is_file()
+    q, _ = _run([str(EXE)] + cmd[2:])  # the same run again, without --resume / --overwrite: refused, nothing replaced
+    assert q.returncode == 2 and '--overwrite' in q.stderr, q.stdout[-2000:] + q.stderr[-2000:]

@@ -10,6 +10,7 @@ __all__ = ['MAIN_CONFIGS', 'write_figures', 'ValidEvery', 'ChannelsLast', 'Train
 import json, time
 import numpy as np
 import torch
+import torch.distributed as dist
 from fastai.callback.core import Callback, CancelValidException
 from fastai.learner import Recorder
 from ..callbacks import LossTermsCallback
@@ -18,6 +19,7 @@ from ..core import atomic_write
 from ..inference import save_model, evaluate
 from .options import parse_size, check_model_args, check_choice, recipe_from_args
 from ..models.weights import parse_pretrained, check_source
+from ..distributed import ddp_ctx
 from .train import fit_model
 from .evaluate import scores_json, summary_table
 from ..models.sbcb import boundary_outputs
@@ -162,6 +164,7 @@ def main_cmd(out:str='report', # report folder
              n_train:int=100, # synthetic training images
              n_val:int=20, # synthetic validation images
              resume:bool=False, # continue an interrupted run from OUT/train/models/last.pth
+             overwrite:bool=False, # replace a run already in OUT/train (without it, an existing run is refused)
              workers:int=0, # DataLoader worker processes
              seed:int=0, # random seed
              thresholds:int=33, # thresholds of the boundary head's MF-ODS (pyEdgeEval: 99)
@@ -185,15 +188,20 @@ def main_cmd(out:str='report', # report folder
     pretrained = parse_pretrained(pretrained)
     check_source(backbone, pretrained)
     sz = parse_size(size) or rec.crop
-    out.mkdir(parents=True, exist_ok=True)
-    data_kw = dict(n_train=n_train, n_val=n_val)
-    data_report(out, root, size=sz, seed=seed, n_train=n_train, n_val=n_val)
-    times = {'data': time.time() - t0}
-    t = time.time()
-    cbs = [ValidEvery(valid_every), ChannelsLast(), TrainETA()]
-    learn = fit_model('synthetic', root, arch, backbone, sz, bs, epochs, out/'train', resume, workers, seed, pretrained=pretrained,
-                      data_kw=data_kw, cbs=cbs, **recipe)
-    times['train'] = time.time() - t
+    with ddp_ctx() as (rank, world, _):  # under torchrun: data-parallel training; rank 0 makes the data, evaluates and reports
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            data_report(out, root, size=sz, seed=seed, n_train=n_train, n_val=n_val)
+        if world > 1: dist.barrier()
+        data_kw = dict(n_train=n_train, n_val=n_val)
+        times = {'data': time.time() - t0}
+        t = time.time()
+        cbs = [ValidEvery(valid_every), ChannelsLast(), TrainETA()]
+        learn = fit_model('synthetic', root, arch, backbone, sz, bs, epochs, out/'train', resume, workers, seed, pretrained=pretrained,
+                          data_kw=data_kw, cbs=cbs, overwrite=overwrite, **recipe)
+        times['train'] = time.time() - t
+        if rank: return None
+        if world > 1: print(f"{world} processes: weights agree (checksum {learn.checksum:.6f})")
     spec, ds = learn.dls.spec, learn.dls.valid.dataset.reader
     save_model(learn.model, out/'model.pth', meta=dict(spec=spec, data='synthetic', size=list(sz), recipe=learn.recipe.name))
     t = time.time()

@@ -44,6 +44,8 @@ def check_files(ds, # a `data.datasets` reader (its `items`: dicts of file paths
 def check_ranks_agree(model, # the trained model (the same on every rank after data-parallel training)
                      ) -> float: # the weights' checksum
     "All-gather a float64 checksum of the weights; raise a RuntimeError if the processes disagree."
+    if dist.is_available() and dist.is_initialized():  # buffers (BN statistics) follow DDP's rule: rank 0's, as its next forward would set them
+        for b in model.buffers(): dist.broadcast(b.data, 0)
     s = torch.stack([p.detach().double().sum() for p in model.state_dict().values() if p.is_floating_point()]).sum()
     if not (dist.is_available() and dist.is_initialized()): return float(s)
     t = s.to('cuda' if dist.get_backend() == 'nccl' else 'cpu')
