@@ -14,7 +14,7 @@ and DeepLabV3+ on a frozen random backbone.
 
 Setup: `seg_dataloaders('synthetic')` on 64x128 scenes, the first `--bs` training images without augmentation; timm's
 `test_resnet` backbone (a ResNet of 8-64 channels, random init), head width 32; one optimiser for every check (the
-`main` recipe's AdamW and poly decay at lr 1e-2, no class weights, fp32) so that a check measures whether the architecture and
+`main_long` recipe's AdamW and poly decay at lr 1e-2, no class weights, fp32) so that a check measures whether the architecture and
 its loss terms learn, not whether a paper's learning rate suits a from-scratch tiny backbone. Results are appended one by
 one (a killed run resumes; `--redo` recomputes).
 """
@@ -128,7 +128,7 @@ def run_check(name, cfg, steps, device, root, bs, size, width, lr):
     tasks = model.spec.tasks
     binary = 'edge' in model.spec.outputs and model.spec.losses.get('edge', ('',))[0] == 'binary_edge'
     with tempfile.TemporaryDirectory() as d:
-        learn = seg_learner(dls, model=model, recipe='main', path=d, checkpoint=None, metrics=[], lr=lr, class_weight=None,
+        learn = seg_learner(dls, model=model, recipe='main_long', path=d, checkpoint=None, metrics=[], lr=lr, class_weight=None,
                             mixed_precision=False, cbs=[SkipValid(), gs := GradSeen()])
         b = dls.valid.one_batch()
         n_inp = len(dls.input_names)
@@ -208,7 +208,7 @@ def main(argv=None):
     if bad: raise SystemExit(f"learning_checks: unknown check(s) {bad}; known: {', '.join(checks)}")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    setup = dict(steps=a.steps, bs=a.bs, size=a.size, width=a.width, lr=a.lr, backbone='test_resnet', recipe='main (AdamW, poly, fp32, no class weights; lr from --lr)',
+    setup = dict(steps=a.steps, bs=a.bs, size=a.size, width=a.width, lr=a.lr, backbone='test_resnet', recipe='main_long (AdamW, poly, fp32, no class weights; lr from --lr)',
                  device=a.device, levels=LEVELS, edge_protocol=EDGE_PROTOCOL, data='synthetic, first bs training scenes, unaugmented',
                  torch=torch.__version__, machine=platform.processor() or platform.machine())
     data = json.loads(out.read_text()) if out.exists() else {}
