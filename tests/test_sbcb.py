@@ -106,7 +106,7 @@ def test_detector_evaluate_and_cli(tmp_path):
     assert 'MF-ODS' in r.stdout and 'mIoU' not in r.stdout
     s = json.loads((tmp_path/'ev'/'metrics.json').read_text())
     assert 0 <= s['edge']['mf_ods'] <= 1 and s['edge']['protocol'] == 'cityscapes-raw'
-    png = sorted((tmp_path/'ev'/'predictions'/'edge').glob('class_*/*.png'))
+    png = sorted((tmp_path/'ev'/'predictions'/'edge').glob('class_*/**/*.png'))  # eval --out writes predict's layout: the image's path under the root
     assert len(png) == len(ds) * 19 and Image.open(png[0]).mode == 'L'  # pyEdgeEval's layout: class_XXX/<name>.png, 8-bit
     r = subprocess.run([str(EXE), 'predict', tmp_path/'run'/'model.pth', ds.items[0]['img'], '--out', tmp_path/'p2'], capture_output=True,
                        text=True, timeout=600, cwd=tmp_path, env={'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'})
@@ -135,6 +135,7 @@ def test_edge_loss_clamp_is_visible():
         lf(torch.zeros(4, 3, 16, 32), dense)
         lf(torch.zeros(4, 3, 16, 32), dense)
     assert lf.clamped == 1. and lf.pos_weight.tolist() == [1.] * 4
+    w = [m for m in w if 'MultiLabelEdgeLoss' in str(m.message)]  # the loss's own warnings (other libraries may warn in a full run)
     assert len(w) == 1 and 'clamps to 1 on 100% of the batch' in str(w[0].message)
     sparse = torch.zeros(2, 64, 128, dtype=torch.long); sparse[:, :, 40:] = 1; sparse[1, 30:, :] = 2
     lf = MultiLabelEdgeLoss(radius=1)
@@ -142,7 +143,7 @@ def test_edge_loss_clamp_is_visible():
         warnings.simplefilter('always')
         lf(torch.zeros(2, 3, 64, 128), sparse)
     P = boundary_targets(sparse, 3, radius=1).flatten(1).sum(1).float()
-    assert not w and lf.clamped == 0.
+    assert not [m for m in w if 'MultiLabelEdgeLoss' in str(m.message)] and lf.clamped == 0.
     torch.testing.assert_close(lf.pos_weight, (64 * 128 - P) / P)
 
 
