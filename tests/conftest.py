@@ -75,3 +75,17 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason='slow: run with --slow')
     for it in items:
         if 'slow' in it.keywords: it.add_marker(skip)
+
+
+@pytest.fixture(scope='module')
+def cityscapes_root(tmp_path_factory):
+    "A Cityscapes tree holding the real 256x128 fixture frame (frankfurt_000000_000294) in both train and val."
+    import shutil
+    from boundaryseg.core import fixtures_path
+    fx, frame, root = fixtures_path()/'cityscapes', 'frankfurt_000000_000294', tmp_path_factory.mktemp('cs')
+    for split in ('train', 'val'):
+        for kind, files in (('leftImg8bit', ['leftImg8bit']), ('gtFine', ['gtFine_labelIds', 'gtFine_instanceIds'])):
+            d = root/kind/split/'frankfurt'
+            d.mkdir(parents=True)
+            for f in files: shutil.copy(fx/kind/'val'/'frankfurt'/f'{frame}_{f}.png', d)
+    return root

@@ -1,6 +1,6 @@
 """The `boundaryseg` console script, run as a user runs it (a subprocess): help texts, one-line errors with exit status 2
 for bad input, and a tiny end-to-end main job whose model `eval` and `predict` then read back."""
-import json, re, shutil, subprocess
+import json, re, subprocess
 from pathlib import Path
 import numpy as np
 import pytest
@@ -44,18 +44,6 @@ def test_no_command_and_unknown_command():
     r = run()
     assert r.returncode == 2 and 'usage: boundaryseg <command>' in r.stderr
     one_line_error(run('fit'), "unknown command 'fit'")
-
-
-@pytest.fixture(scope='module')
-def cityscapes_root(tmp_path_factory):
-    "A Cityscapes tree holding the real 256x128 fixture frame in both train and val."
-    root = tmp_path_factory.mktemp('cs')
-    for split in ('train', 'val'):
-        for kind, files in (('leftImg8bit', ['leftImg8bit']), ('gtFine', ['gtFine_labelIds', 'gtFine_instanceIds'])):
-            d = root/kind/split/'frankfurt'
-            d.mkdir(parents=True)
-            for f in files: shutil.copy(FX/'cityscapes'/kind/'val'/'frankfurt'/f'{FRAME}_{f}.png', d)
-    return root
 
 
 def test_missing_root(tmp_path):

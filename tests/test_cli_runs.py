@@ -32,15 +32,9 @@ def one_line_error(r, *contains):
 
 
 @pytest.fixture(scope='module')
-def cs(tmp_path_factory):
-    "A Cityscapes tree holding the real 256x128 fixture frame in both train and val."
-    root = tmp_path_factory.mktemp('cs')
-    for split in ('train', 'val'):
-        for kind, files in (('leftImg8bit', ['leftImg8bit']), ('gtFine', ['gtFine_labelIds', 'gtFine_instanceIds'])):
-            d = root/kind/split/'frankfurt'
-            d.mkdir(parents=True)
-            for f in files: shutil.copy(FX/'cityscapes'/kind/'val'/'frankfurt'/f'{FRAME}_{f}.png', d)
-    return root
+def cs(cityscapes_root):
+    "The shared Cityscapes fixture tree (conftest.py)."
+    return cityscapes_root
 
 
 @pytest.fixture(scope='module')
