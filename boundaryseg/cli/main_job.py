@@ -152,7 +152,7 @@ def unlearned_table(rows:list) -> str:
 
 # %% ../../nbs/74_cli.main_job.ipynb #fb683334
 def main_cmd(out:str='report', # report folder
-             config:str='fast', # 'fast' (the ten-minute job) or 'long' (the previous job: FastFCN-PSP on a random-init ResNet-18, 80 epochs)
+             config:str='fast', # 'fast' (the short job, sized for ten minutes) or 'long' (the previous job: FastFCN-PSP on a random-init ResNet-18, 80 epochs)
              root:str='data/synthetic', # synthetic dataset folder (generated when missing)
              arch:str=None, # architecture (see `boundaryseg train --help`; default: the config's)
              backbone:str=None, # timm backbone (default: the config's)
