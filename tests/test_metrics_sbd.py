@@ -90,7 +90,7 @@ def test_nms_equals_reference(tmp_path):
                         gaussian_filter(rng.random((2, 128, 256)), (0, 2, 2))])
     np.save(tmp_path/'x.npy', x)
     ref_run('ref_pyedgeeval.py', dict(op='nms', x=str(tmp_path/'x.npy'), out=str(tmp_path/'y.npy')), tmp_path)
-    np.testing.assert_array_equal(edge_nms(x), np.load(tmp_path/'y.npy'))
+    for b in ('numba', 'torch'): np.testing.assert_array_equal(edge_nms(x, backend=b), np.load(tmp_path/'y.npy'), err_msg=b)
 
 
 def test_nms_float32_equals_reference(tmp_path):
@@ -102,9 +102,10 @@ def test_nms_float32_equals_reference(tmp_path):
     np.save(tmp_path/'x.npy', x)
     ref_run('ref_pyedgeeval.py', dict(op='nms', x=str(tmp_path/'x.npy'), out=str(tmp_path/'y.npy'), keep_dtype=True), tmp_path)
     ref = np.load(tmp_path/'y.npy')
-    np.testing.assert_array_equal(edge_nms(x), ref)
-    np.testing.assert_array_equal(edge_nms(torch.from_numpy(x)).numpy(), ref)
-    assert (edge_nms(x.astype(np.float64)) != ref).any()  # filtering in float64 is another result
+    for b in ('numba', 'torch'):
+        np.testing.assert_array_equal(edge_nms(x, backend=b), ref, err_msg=b)
+        np.testing.assert_array_equal(edge_nms(torch.from_numpy(x), backend=b).numpy(), ref, err_msg=b)
+        assert (edge_nms(x.astype(np.float64), backend=b) != ref).any()  # filtering in float64 is another result
     c = edge_counts(x[:4], np.zeros((4, 48, 64), bool), 9, apply_nms=True)  # edge_counts keeps the dtype for its NMS
     np.testing.assert_array_equal(c[..., 3], edge_counts(ref[:4], np.zeros((4, 48, 64), bool), 9)[..., 3])
 
@@ -112,8 +113,9 @@ def test_nms_float32_equals_reference(tmp_path):
 def test_nms_refuses_non_finite():
     "One NaN (or inf) pixel is an error naming the map, not a silently zeroed 32-pixel tile (MF-ODS 0 with no word)."
     x = np.full((2, 3, 64, 64), 0.2); x[1, 2, 40, 7] = np.nan
-    with pytest.raises(DataError, match=r'finite maps, got NaN or inf at 1 of 24576 values \(maps \[5\]'):
-        edge_nms(x)
+    for b in ('numba', 'torch'):
+        with pytest.raises(DataError, match=r'finite maps, got NaN or inf at 1 of 24576 values \(maps \[5\]'):
+            edge_nms(x, backend=b)
     x[1, 2, 40, 7] = np.inf
     with pytest.raises(DataError, match='NaN or inf'): edge_nms(torch.from_numpy(x).float())
     acc = SBDMetrics(3, sbd_protocol('sbd-raw', apply_nms=True), thresholds=9)

@@ -47,7 +47,8 @@ def test_nms_equals_pyedgeeval_on_cityscapes(tmp_path, kind):
     ref = np.load(tmp_path/'y.npy').reshape(x.shape)
     np.testing.assert_array_equal(edge_nms(x), ref)
     np.testing.assert_array_equal(edge_nms(torch.from_numpy(x)).numpy(), ref)  # tensors too
-    np.testing.assert_array_equal(edge_nms(x, tile=16), ref)                    # other tilings
+    np.testing.assert_array_equal(edge_nms(x, backend='torch'), ref)            # the torch path
+    np.testing.assert_array_equal(edge_nms(x, backend='torch', tile=16), ref)   # other tilings
 
 
 @pytest.fixture(scope='module')
