@@ -9,16 +9,20 @@ resolution of the Cityscapes protocols (512x1024, nearest, as the evaluators res
   * float: the same maps unrounded with a floor of 1e-4 (a sigmoid is never 0): no zero pixel anywhere;
   * float32: those maps in float32, the dtype of a model's sigmoid (both filter them in float32).
 
-Time: process CPU time of `edge_nms` on the (19, 512, 1024) stack and of `fast_nms` on each of its 19 maps, in the same
-process, alternated in pairs; the ratio is the median of the pairs' ratios. pyEdgeEval is imported from the reference
-environment's site-packages (its Cython NMS loop; its filters then run on this environment's scipy, which sums some
-9-tap filters in another order at the last bit: fine for timing). Equality: pyEdgeEval in its own environment
-(tests/ref/ref_pyedgeeval.py, op 'nms'), every pixel compared.
+Time: process CPU time of `edge_nms` on the (19, 512, 1024) stack (its default backend, the compiled numba kernel, and
+its torch path, `backend='torch'`) and of `fast_nms` on each of its 19 maps, in the same process, the three in rotated
+order in each round; the ratios are the medians of the rounds' ratios to `fast_nms`. pyEdgeEval is imported from the
+reference environment's site-packages (its Cython NMS loop; its filters then run on this environment's scipy, which
+sums some 9-tap filters in another order at the last bit: fine for timing). Equality: pyEdgeEval in its own environment
+(tests/ref/ref_pyedgeeval.py, op 'nms'), every pixel of both backends compared.
 
-    .venv/bin/python bench/bench_nms.py          # 5 pairs per input, about 1-2 minutes
+Compile time: the numba kernel's first call in a fresh process with an empty cache (NUMBA_CACHE_DIR in a temporary
+folder), per dtype, and the same in a second process that finds the cache.
+
+    .venv/bin/python bench/bench_nms.py          # 5 rounds per input, about 2 minutes
     .venv/bin/python bench/bench_nms.py -n 9
 
-Writes bench/out/nms.json. Target (issue 20): ratio >= 10 on the 8-bit and on the dense float maps; outputs equal to the bit."""
+Writes bench/results/nms_speed.json. Target (issue 20): ratio >= 10 on the 8-bit and on the dense float maps; outputs equal to the bit."""
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
@@ -55,13 +59,32 @@ def reference_nms(x, tmp):
     return np.load(tmp/'y.npy')
 
 
+COMPILE = """
+import time, numpy as np
+t = time.time(); from boundaryseg.metrics.nms import edge_nms; t_import = time.time() - t
+out = dict(import_s=round(t_import, 2))
+for dt in ('float64', 'float32'):
+    x = np.random.default_rng(0).random((1, 64, 64)).astype(dt)
+    t = time.time(); edge_nms(x); out[dt + '_first_call_s'] = round(time.time() - t, 2)
+print(out)
+"""
+
+
+def compile_times():
+    "First calls of the kernel in a fresh process without, then with, numba's on-disk cache."
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=tmp, PYTHONPATH=str(ROOT))
+        run = lambda: eval(subprocess.run([sys.executable, '-c', COMPILE], env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        return dict(cold=run(), cached=run())
+
+
 def cpu(f):
     t = time.process_time(); f(); return time.process_time() - t
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('-n', type=int, default=5, help='timed pairs per input')
+    ap.add_argument('-n', type=int, default=5, help='timed rounds per input')
     a = ap.parse_args()
     torch.set_num_threads(1)
     if REF_SITE is None: sys.exit(f"reference environment missing: {ROOT/'.venv-ref'} (make ref-env)")
@@ -69,28 +92,28 @@ def main():
     from pyEdgeEval.preprocess import fast_nms
     rows = []
     for name, x in maps().items():
-        ref_all = lambda: [fast_nms(m, r=1, s=5, m=1.01) for m in x]
-        ours = lambda: edge_nms(x)
-        ours(); ref_all()  # warm-up
-        pairs = []
+        fns = dict(numba=lambda: edge_nms(x), pyedgeeval=lambda: [fast_nms(m, r=1, s=5, m=1.01) for m in x],
+                   torch=lambda: edge_nms(x, backend='torch'))
+        for f in fns.values(): f()  # warm-up
+        t = {k: [] for k in fns}
         for i in range(a.n):
-            first, second = (ours, ref_all) if i % 2 == 0 else (ref_all, ours)
-            t1, t2 = cpu(first), cpu(second)
-            to, tr = (t1, t2) if i % 2 == 0 else (t2, t1)
-            pairs.append((to, tr))
+            for k in list(fns)[i % 3:] + list(fns)[:i % 3]: t[k].append(cpu(fns[k]))
         with tempfile.TemporaryDirectory() as tmp: ref = reference_nms(x, tmp)
-        got = edge_nms(x)
-        diff = got != ref
-        row = dict(input=name, shape=list(x.shape), zero_fraction=round(float((x == 0).mean()), 4),
-                   ours_s=round(statistics.median(p[0] for p in pairs), 3), pyedgeeval_s=round(statistics.median(p[1] for p in pairs), 3),
-                   ratio=round(statistics.median(p[1] / p[0] for p in pairs), 2), ratios=[round(p[1] / p[0], 2) for p in pairs],
-                   pixels_differing=int(diff.sum()), pixels=int(diff.size), max_abs_diff=float(np.abs(got - ref).max()))
+        row = dict(input=name, shape=list(x.shape), zero_fraction=round(float((x == 0).mean()), 4), pixels=int(ref.size))
+        for k in ('numba', 'torch'):
+            got = edge_nms(x, backend=k)
+            ratios = [tr / tk for tr, tk in zip(t['pyedgeeval'], t[k])]
+            row[k] = dict(s=round(statistics.median(t[k]), 3), ratio=round(statistics.median(ratios), 2), ratios=[round(v, 2) for v in ratios],
+                          pixels_differing=int((got != ref).sum()), max_abs_diff=float(np.abs(got - ref).max()))
+        row['pyedgeeval_s'] = round(statistics.median(t['pyedgeeval']), 3)
         rows.append(row)
-        print(f"{name:>6} {x.shape}  zeros {100 * row['zero_fraction']:.1f}%  edge_nms {row['ours_s']:.3f}s  fast_nms {row['pyedgeeval_s']:.3f}s  "
-              f"ratio {row['ratio']:.1f} (pairs {row['ratios']})  differing pixels {row['pixels_differing']} / {row['pixels']}", flush=True)
-    (HERE/'out').mkdir(exist_ok=True)
-    with atomic_write(HERE/'out'/'nms.json', 'w') as f:
-        json.dump(dict(rows=rows, threads=1, torch=torch.__version__, omp=os.environ.get('OMP_NUM_THREADS')), f, indent=1)
+        print(f"{name:>7} {x.shape}  zeros {100 * row['zero_fraction']:.1f}%  fast_nms {row['pyedgeeval_s']:.3f}s  " +
+              "  ".join(f"{k} {row[k]['s']:.3f}s ratio {row[k]['ratio']:.1f} (rounds {row[k]['ratios']}) differing pixels {row[k]['pixels_differing']}"
+                        for k in ('numba', 'torch')), flush=True)
+    comp = compile_times()
+    print(f"numba kernel, first call in a fresh process: {comp['cold']} (empty cache), {comp['cached']} (cache found)", flush=True)
+    with atomic_write(HERE/'results'/'nms_speed.json', 'w') as f:
+        json.dump(dict(rows=rows, compile=comp, load=os.getloadavg(), threads=1, torch=torch.__version__, omp=os.environ.get('OMP_NUM_THREADS')), f, indent=1)
 
 
 if __name__ == '__main__':
