@@ -19,6 +19,7 @@ from ..core import DataError
 from .base import CountsMetrics, unpadded_rows, to_numpy
 from ..data.boundaries import eval_boundaries
 from ..data.transforms import resize_nearest
+from .nms import numba, _jit  # the compiled kernels' switch (plain Python functions without numba)
 
 # %% ../../nbs/43_metrics.sbd.ipynb #d356399a
 def edge_thresholds(n=99, # number of thresholds, or the thresholds themselves (increasing)
@@ -48,13 +49,13 @@ def _thin_luts():
 
 _LUTS = _thin_luts()
 
-def _thin_flat(flat, # bool stack of zero-padded maps, flattened; thinned in place
+def _thin_flat_np(flat, # bool stack of zero-padded maps, flattened; thinned in place
                Wp:int, # padded width
                lsz:int, # padded map size (Hp*Wp)
                n:int, # number of maps
                border, # flat indices of the set pixels that have an unset 4-neighbour
               ):
-    "Thin every map of the padded stack `flat` in place, visiting only pixels whose neighbourhood changed."
+    "Thin every map of the padded stack `flat` in place, visiting only pixels whose neighbourhood changed (numpy)."
     offs = _NB[:, 0] * Wp + _NB[:, 1]
     nine = (np.arange(9) // 3 - 1) * Wp + np.arange(9) % 3 - 1
     owner = np.empty(len(flat), np.int32)
@@ -88,6 +89,64 @@ def binary_thin(x, # (...,H,W) binary maps (numpy or tensor)
     flat = X.reshape(-1)
     _thin_flat(flat, W + 2, (H + 2) * (W + 2), L, np.flatnonzero(flat))
     return X[:, 1:-1, 1:-1].reshape(x.shape)
+
+# %% ../../nbs/43_metrics.sbd.ipynb #53f0a3c8
+@_jit
+def _thin_maps(flat, Wp, lsz, border, starts, lut0, lut1):
+    "`_thin_flat`'s candidates and stopping rule, compiled: map after map, candidates deduplicated by a stamp per pixel."
+    offs = np.array([1, 1 - Wp, -Wp, -Wp - 1, -1, Wp - 1, Wp, Wp + 1])  # x1..x8
+    nine = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 0, 1, Wp - 1, Wp, Wp + 1])
+    stamp = np.zeros(lsz, np.int32)
+    cand, last = np.empty(lsz, np.int64), np.empty((2, lsz), np.int64)
+    tick = 0
+    for k in range(len(starts) - 1):
+        base = k * lsz
+        nc = 0
+        tick += 1
+        for i in range(starts[k], starts[k + 1]):
+            cand[nc] = border[i]; stamp[border[i] - base] = tick; nc += 1
+        nlast, seen, s = np.zeros(2, np.int64), np.zeros(2, np.bool_), 0
+        while True:
+            lut, d, nd = lut0 if s == 0 else lut1, last[s], 0
+            for i in range(nc):
+                p = cand[i]
+                if not flat[p]: continue
+                code = 0
+                for b in range(8):
+                    if flat[p + offs[b]]: code |= 1 << b
+                if lut[code]:
+                    d[nd] = p; nd += 1
+            if nd == 0: break  # as pyEdgeEval: done when one sub-iteration deletes nothing
+            for i in range(nd): flat[d[i]] = False
+            nlast[s], seen[s] = nd, True
+            o = 1 - s
+            tick += 1
+            nc = 0
+            if not seen[o]:
+                for i in range(starts[k], starts[k + 1]):
+                    q = border[i]
+                    if flat[q]:
+                        cand[nc] = q; stamp[q - base] = tick; nc += 1
+            for t in range(2):
+                if t != s and not seen[o]: continue
+                for i in range(nlast[t]):
+                    for j in range(9):
+                        q = last[t, i] + nine[j]
+                        if flat[q] and stamp[q - base] != tick:
+                            cand[nc] = q; stamp[q - base] = tick; nc += 1
+            s = o
+
+def _thin_flat(flat, # bool stack of zero-padded maps, flattened; thinned in place
+               Wp:int, # padded width
+               lsz:int, # padded map size (Hp*Wp)
+               n:int, # number of maps
+               border, # flat indices of the set pixels that have an unset 4-neighbour
+              ):
+    "Thin every map of the padded stack `flat` in place: the compiled kernel, or `_thin_flat_np` without numba."
+    if numba is None: return _thin_flat_np(flat, Wp, lsz, n, border)
+    m = border // lsz
+    if len(m) and (np.diff(m) < 0).any(): border, m = border[np.argsort(m, kind='stable')], np.sort(m, kind='stable')
+    _thin_maps(flat, Wp, lsz, border, np.searchsorted(m, np.arange(n + 1)), *_LUTS)
 
 # %% ../../nbs/43_metrics.sbd.ipynb #3ecfc209
 from .nms import edge_nms
