@@ -193,8 +193,8 @@ def _graph(k, y, x, gt, r):
     col = np.searchsorted((gk * Hp + gy) * Wp + gx, base[i] + (v * Wp + u)[j])
     return sp.csr_matrix((np.ones(len(i), np.int32), (i, col)), shape=(len(k), len(gk)))
 
-def _grow_matching(A, mr, mc, new):
-    "Grow a maximum matching of rows of A (mr: row -> column or -1, mc: column -> row or -1; in place) by the rows `new`."
+def _grow_matching_flow(A, mr, mc, new):
+    "`_grow_matching` by a max flow (scipy's Dinic) on the residual network of the matching (without numba)."
     live = np.flatnonzero(mr >= 0)  # unmatched old rows never match again: no augmenting path starts there (Berge)
     L = np.concatenate([live, new])
     n, m = len(L), A.shape[1]
@@ -211,6 +211,44 @@ def _grow_matching(A, mr, mc, new):
     f = (F.data > 0) & (F.indices >= n) & (F.indices < n + m)  # row -> column edges that carry flow: the new pairs
     ru, cv = L[u[f]], F.indices[f] - n
     mr[ru], mc[cv] = cv, ru
+
+# %% ../../nbs/43_metrics.sbd.ipynb #e5fab3f9
+@_jit
+def _augment(indptr, indices, # CSR rows -> columns of the graph
+             mr, mc, # the matching (row -> column, column -> row, -1: none), grown in place
+             new, # rows to start augmenting paths from
+             seen): # int64 per column, all below 1 on entry
+    "Grow the matching by augmenting paths from the rows `new`, depth first, in passes that share their visited columns."
+    su, se = np.empty(len(mr), np.int64), np.empty(len(mr), np.int64)  # the path: its rows and the next edge of each
+    tick = 0
+    while True:
+        tick += 1
+        grew = False
+        for u0 in new:
+            if mr[u0] >= 0: continue
+            top, su[0], se[0] = 0, u0, indptr[u0]
+            while top >= 0:
+                u, e = su[top], se[top]
+                if e == indptr[u + 1]:
+                    top -= 1; continue
+                se[top] = e + 1
+                v = indices[e]
+                if seen[v] == tick: continue
+                seen[v] = tick
+                if mc[v] >= 0:
+                    top += 1; su[top], se[top] = mc[v], indptr[mc[v]]
+                    continue
+                for t in range(top, -1, -1):  # a free column: every row of the path takes the column it went through
+                    c = indices[se[t] - 1]
+                    mr[su[t]], mc[c] = c, su[t]
+                grew = True
+                break
+        if not grew: return  # a pass without a path: none is left (its visited columns lead to no free one)
+
+def _grow_matching(A, mr, mc, new):
+    "Grow a maximum matching of rows of A (mr: row -> column or -1, mc: column -> row or -1; in place) by the rows `new`."
+    if numba is None: return _grow_matching_flow(A, mr, mc, new)
+    _augment(A.indptr, A.indices, mr, mc, np.asarray(new, np.int64), np.zeros(A.shape[1], np.int64))
 
 # %% ../../nbs/43_metrics.sbd.ipynb #cd5268df
 def _layers_thin(pred, uk, uy, ux, nthr, ths, chunk=1 << 24):
