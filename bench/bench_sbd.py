@@ -17,13 +17,15 @@ seconds and counts kept in bench/results/sbd_scale_ref.json; the library is time
 `-n` interleaved repetitions) against those seconds, its totals checked against the reference's counts; then the
 process-parallel path (`workers=`) on a few synthesised frames with 1 and 2 workers (wall time, and the CPU time of
 every process, so that the parallel overhead is measured even when other jobs leave less than two free cores), and the
-minutes a 500-image Cityscapes-sized set would take on 2 free cores:
+minutes a 500-image Cityscapes-sized set would take on 2 free cores. The library's thinning, matching and Test-NMS run
+as numba kernels (issue 20); pyEdgeEval's seconds in the cache are process CPU time of one run each, measured under
+whatever load the machine had then (each entry of the JSON says when and at which load average it was measured):
 
     nice -n 10 python bench/bench_sbd.py --scale --ref   # pyEdgeEval once per protocol missing from the cache (~4-5 min each)
     python bench/bench_sbd.py --scale -n 3               # the library, the ratios, the workers' scaling -> bench/results/sbd_scale.json
     python bench/bench_sbd.py --border-check             # the SBD ring cleared before / after Test-NMS, against pyEdgeEval
 """
-import argparse, json, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -94,7 +96,8 @@ def scale_ref(protocols):
         proto, gt, pred = scale_case(name, lab, inst, soft)
         with tempfile.TemporaryDirectory() as tmp: rc, rm, secs = run_ref(pred, gt, proto, tmp, cpu=True)
         cache[name] = dict(seconds=round(secs, 1), clock='process CPU, one thread', eval_size=list(gt.shape[-2:]), counts=rc[0].tolist(),
-                           mf_ods=float(np.mean([m['ODS_f1'] for m in rm])), map=float(np.mean([m['AP'] for m in rm])))
+                           mf_ods=float(np.mean([m['ODS_f1'] for m in rm])), map=float(np.mean([m['AP'] for m in rm])),
+                           measured=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), load_avg=[round(v, 1) for v in os.getloadavg()])
         print(f"pyEdgeEval {name}: {secs:.1f} s", flush=True)
         with atomic_write(f) as fh: fh.write(json.dumps(cache).encode())
     return cache
@@ -155,13 +158,17 @@ def scale(a):
     for rep in range(a.reps_workers):
         for w in ((1, 2) if rep % 2 == 0 else (2, 1)):
             acc = SBDMetrics(19, proto, workers=w)
-            if w > 1: acc.update(*(x[None, :, :8, :8] for x in (data[0][1], data[0][0])))  # start the pool outside the timing
+            w0 = {}
+            if w > 1:  # start the pool (its workers load the kernels) outside the timing, and count only the workers' CPU after it
+                acc.update(*(x[None, :, :8, :8] for x in (data[0][1], data[0][0])))
+                acc.wait()
+                w0 = {p: proc_cpu(p) for p in acc._pool._processes}
             acc.reset()
             t, c = time.perf_counter(), time.process_time()
             for gt, pred in data: acc.update(pred[None], gt[None])
             s = acc.scores()
             wall, cpu = time.perf_counter() - t, time.process_time() - c
-            if w > 1: cpu += sum(proc_cpu(p) for p in acc._pool._processes)  # the workers' CPU (their start-up is outside the timing)
+            if w > 1: cpu += sum(proc_cpu(p) - w0.get(p, 0) for p in acc._pool._processes)  # the workers' CPU during the timing
             acc.close()
             runs[w].append(dict(wall_s=round(wall, 2), cpu_s=round(cpu, 2)))
             if w == 1: base = s

@@ -545,6 +545,12 @@ def _count_image(pred, gt, seg, nms, kw, ths):
 
 def _one_thread(): torch.set_num_threads(1)
 
+def _warm():
+    "Load the compiled kernels (thinning, matching, Test-NMS) in a worker, on a 6x6 map, before its first image."
+    p = np.zeros((1, 6, 6)); p[0, 2:4, 1:5] = 0.6
+    for thin in (False, True): edge_counts(edge_nms(p), p > 0.5, 3, max_dist=0.2, apply_thinning=thin)
+    edge_nms(p.astype(np.float32))
+
 @patch
 def _submit(self:SBDMetrics, pred, gt, seg, nms, kw):
     "Count one image in the pool; at most two images per worker wait, so memory stays bounded."
@@ -552,6 +558,7 @@ def _submit(self:SBDMetrics, pred, gt, seg, nms, kw):
         ctx = mp.get_context('forkserver')  # a clean server imports this module once; workers fork from it (no torch state inherited)
         ctx.set_forkserver_preload(['boundaryseg.metrics.sbd'])
         self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_one_thread)
+        self._warm = [self._pool.submit(_warm) for _ in range(self.workers)]  # starts every worker now, its kernels loaded
     while len(self._pending) >= 2 * self.workers: self._collect(self._pending.pop(0))
     cp = lambda a: None if a is None else np.array(a)  # the pool pickles later: the caller may reuse its buffers meanwhile
     self._pending.append(self._pool.submit(_count_image, cp(pred), cp(gt), cp(seg), nms, kw, self.ths))
@@ -565,6 +572,7 @@ def _collect(self:SBDMetrics, fut):
 def wait(self:SBDMetrics):
     "Add the counts of every image still being counted by the workers."
     while self._pending: self._collect(self._pending.pop(0))
+    for f in getattr(self, '_warm', []): f.result()
 
 @patch
 def counts(self:SBDMetrics):
@@ -587,10 +595,10 @@ def close(self:SBDMetrics):
     self._pool = None
 
 @patch
-def __getstate__(self:SBDMetrics): return {k: v for k, v in self.__dict__.items() if k not in ('_pool', '_pending')}
+def __getstate__(self:SBDMetrics): return {k: v for k, v in self.__dict__.items() if k not in ('_pool', '_pending', '_warm')}
 
 @patch
-def __setstate__(self:SBDMetrics, d): self.__dict__.update(d, _pool=None, _pending=[])
+def __setstate__(self:SBDMetrics, d): self.__dict__.update(d, _pool=None, _pending=[], _warm=[])
 
 # %% ../../nbs/43_metrics.sbd.ipynb #28fb07e4
 def sbd_table(scores:dict, # from `edge_scores` / `SBDMetrics.scores`

@@ -1,0 +1,74 @@
+"""MSCI R/M aggregation (issue 20 item 3): torch alternatives to `RegionGraph.pool`'s scatter_add on channels-first
+features, measured and not adopted, on bench_msci.py's case (512x512, ~1,000 SLIC super-pixels, 256 channels, strides
+4..32). Prints CPU ms per call of all four levels (median of 7 or 9, one thread) and the largest difference to the
+library's R (and M).
+
+    .venv/bin/python bench/msci_rm_alternatives.py
+
+Prints only; quoted in the issue-20 report (/work/notes/h20speed.md)."""
+import sys, time, torch, numpy as np
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent)); sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_msci import superpixels_1000, STRIDES, timeit
+from boundaryseg.data.synthetic import synthetic_scene
+from boundaryseg.data.superpixels import RegionGraph
+torch.set_num_threads(1)
+img, _, _ = synthetic_scene((512, 512), seed=0)
+sp = torch.from_numpy(superpixels_1000(img))[None]
+g = torch.Generator().manual_seed(0)
+feats = [torch.randn(1, 256, 512 // s, 512 // s, generator=g) for s in STRIDES]
+sizes = [f.shape[-2:] for f in feats]
+G = RegionGraph(sp, sizes, STRIDES)
+with torch.no_grad():
+    for l in range(4): G.pool(feats[l], l); G.cells(l)
+    ref = [G.pool(f, l) for l, f in enumerate(feats)]
+    def scatter(): return [G.pool(f, l) for l, f in enumerate(feats)]
+    def cl_copy(): return [(G.cells(l) @ f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])) for l, f in enumerate(feats)]
+    def cl_view(fs): return [(G.cells(l) @ f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])) for l, f in enumerate(fs)]
+    fcl = [f.contiguous(memory_format=torch.channels_last) for f in feats]
+    def bincount():
+        out = []
+        for l, f in enumerate(feats):
+            C = f.shape[1]; S1 = G.S + 1
+            idx = (G.lab[l] + torch.arange(C)[:, None] * S1).reshape(-1)
+            out.append(torch.bincount(idx, f.reshape(-1), minlength=C * S1).view(C, S1)[:, :-1].t())
+        return out
+    perm = [torch.argsort(G.lab[l][0], stable=True) for l in range(4)]
+    lens = [torch.bincount(G.lab[l][0], minlength=G.S + 1) for l in range(4)]
+    def segred():
+        return [torch.segment_reduce(f.reshape(f.shape[1], -1)[:, perm[l]], 'sum', lengths=lens[l], axis=1)[:, :-1].t() for l, f in enumerate(feats)]
+    def mm_dense_sparse():
+        return [torch.mm(f.reshape(f.shape[1], -1), G.cells(l).t()).t() for l, f in enumerate(feats)]
+    for name, fn in [('scatter_add (now)', scatter), ('permute copy + CSR', cl_copy), ('channels-last view + CSR', lambda: cl_view(fcl)), ('bincount', bincount), ('segment_reduce', segred), ('dense@sparse^T', mm_dense_sparse)]:
+        try:
+            got = fn()
+            err = max(float((a - b).abs().max()) for a, b in zip(got, ref))
+            print(f"{name:28s} {timeit(fn, 7) * 1e3:7.2f} ms  max|diff| {err:.2e}", flush=True)
+        except Exception as e: print(name, 'failed', str(e)[:100])
+    for l in range(4): print(l, feats[l].shape, 'scatter ms', round(timeit(lambda: G.pool(feats[l], l), 7) * 1e3, 2))
+    print('neighbours ms', round(timeit(lambda: [G.neighbours(r) for r in ref], 7) * 1e3, 2))
+
+with torch.no_grad():  # M and the index layout of R
+    R = [G.pool(f, l) for l, f in enumerate(feats)]
+    M = [G.neighbours(r) for r in R]
+    A = G.adj_csr
+    crow, col = A.crow_indices(), A.col_indices()
+    rows = torch.repeat_interleave(torch.arange(len(crow) - 1), crow.diff())
+    def m_csr(): return [G.neighbours(r) for r in R]
+    def m_gather(): return [torch.zeros_like(r).index_add_(0, rows, r.index_select(0, col)) for r in R]
+    coo = G.adj
+    def m_coo_mm(): return [torch.sparse.mm(coo, r) for r in R]
+    def m_addmm(): return [torch.addmm(torch.zeros_like(r), A, r) for r in R]
+    for name, fn in [('M csr @', m_csr), ('M gather+index_add', m_gather), ('M coo mm', m_coo_mm)]:
+        got = fn(); err = max(float((a - b).abs().max()) for a, b in zip(got, M))
+        print(f"{name:28s} {timeit(fn, 9) * 1e3:7.2f} ms  max|diff| {err:.2e}", flush=True)
+    for l in range(4): print('M level', l, round(timeit(lambda: G.neighbours(R[l]), 9) * 1e3, 3), 'gather', round(timeit(lambda: torch.zeros_like(R[l]).index_add_(0, rows, R[l].index_select(0, col)), 9) * 1e3, 3))
+    # R variants
+    lab = [G.lab[l] for l in range(4)]
+    def r_scatter(): return [G.pool(f, l) for l, f in enumerate(feats)]
+    labc = [G.lab[l].unsqueeze(1).expand(-1, 256, -1).contiguous() for l in range(4)]
+    def r_scatter_cidx(): return [f.new_zeros(1, 256, G.S + 1).scatter_add_(2, labc[l], f.reshape(1, 256, -1))[..., :-1].transpose(1, 2).reshape(G.n, 256) for l, f in enumerate(feats)]
+    def r_scatter_reduce(): return [f.new_zeros(1, 256, G.S + 1).scatter_reduce_(2, labc[l], f.reshape(1, 256, -1), 'sum')[..., :-1].transpose(1, 2).reshape(G.n, 256) for l, f in enumerate(feats)]
+    for name, fn in [('R scatter_add (expand idx)', r_scatter), ('R scatter_add (contig idx)', r_scatter_cidx), ('R scatter_reduce', r_scatter_reduce)]:
+        got = fn(); err = max(float((a - b).abs().max()) for a, b in zip(got, R))
+        print(f"{name:28s} {timeit(fn, 9) * 1e3:7.2f} ms  max|diff| {err:.2e}", flush=True)
