@@ -36,7 +36,7 @@ with torch.no_grad():
     perm = [torch.argsort(G.lab[l][0], stable=True) for l in range(4)]
     lens = [torch.bincount(G.lab[l][0], minlength=G.S + 1) for l in range(4)]
     def segred():
-        return [torch.segment_reduce(f.reshape(f.shape[1], -1)[:, perm[l]], 'sum', lengths=lens[l], axis=1)[:, :-1].t() for l, f in enumerate(feats)]
+        return [torch.segment_reduce(f.reshape(f.shape[1], -1)[:, perm[l]], 'sum', lengths=lens[l].expand(f.shape[1], -1).contiguous(), axis=1)[:, :-1].t() for l, f in enumerate(feats)]
     def mm_dense_sparse():
         return [torch.mm(f.reshape(f.shape[1], -1), G.cells(l).t()).t() for l, f in enumerate(feats)]
     for name, fn in [('scatter_add (now)', scatter), ('permute copy + CSR', cl_copy), ('channels-last view + CSR', lambda: cl_view(fcl)), ('bincount', bincount), ('segment_reduce', segred), ('dense@sparse^T', mm_dense_sparse)]:
