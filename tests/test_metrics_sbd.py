@@ -219,6 +219,22 @@ def test_workers_equal_one_process():
         two.close()
 
 
+def test_workers_reset_releases_shared_maps():
+    "The maps travel to the workers in shared-memory blocks: reset() drops the waiting images and removes every block."
+    rng = np.random.default_rng(9)
+    pred, gt = rng.random((4, 3, 48, 64)), rng.random((4, 3, 48, 64)) < 0.05
+    acc, one = SBDMetrics(3, sbd_protocol('sbd-raw'), thresholds=9, workers=2), SBDMetrics(3, sbd_protocol('sbd-raw'), thresholds=9)
+    acc.update(pred, gt)
+    names = [shm.name for _, shm in acc._pending]
+    assert len(names) == 4
+    acc.reset()
+    assert acc._pending == [] and acc.n_images.sum() == 0
+    assert not any(Path('/dev/shm', n.lstrip('/')).exists() for n in names)
+    acc.update(pred, gt); one.update(pred, gt)
+    for a, b in zip(one.counts(), acc.counts()): np.testing.assert_array_equal(a, b)
+    acc.close()
+
+
 # ---------------------------------------------------------------- properties
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

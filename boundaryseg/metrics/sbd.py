@@ -10,6 +10,7 @@ __all__ = ['ABSENT', 'edge_thresholds', 'binary_thin', 'edge_counts', 'best_coun
 from dataclasses import dataclass, replace
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
+from multiprocessing import shared_memory
 import numpy as np
 import torch
 import scipy.sparse as sp
@@ -543,6 +544,32 @@ def _count_image(pred, gt, seg, nms, kw, ths):
     if nms: pred = edge_nms(pred)
     return edge_counts(pred, gt, ths, seg=seg, **kw)
 
+def _shared(arrays):
+    "Copy arrays (or None) into one new shared-memory block: the block and (shape, dtype, offset) of each."
+    shm = shared_memory.SharedMemory(create=True, size=max(1, sum(a.nbytes for a in arrays if a is not None)))
+    meta, off = [], 0
+    for a in arrays:
+        if a is not None: np.ndarray(a.shape, a.dtype, shm.buf, off)[...] = a
+        meta.append(None if a is None else (a.shape, a.dtype.str, off))
+        off += 0 if a is None else a.nbytes
+    return shm, meta
+
+def _count_shared(name, meta, nms, kw, ths):
+    "`_count_image` of an image whose maps wait in a shared-memory block (the caller owns the block and removes it)."
+    shm = shared_memory.SharedMemory(name=name)  # (its registration goes to the caller's resource tracker, which the workers share)
+    try:
+        a = [None if m is None else np.ndarray(m[0], np.dtype(m[1]), shm.buf, m[2]) for m in meta]
+        c = _count_image(*a, nms, kw, ths)
+        del a
+        return c
+    finally: shm.close()
+
+def _release(fut, shm):
+    "Wait for a worker's image unless it can still be cancelled (its outcome aside), then remove its shared block."
+    try:
+        if not fut.cancel(): fut.exception()
+    finally: shm.close(); shm.unlink()
+
 def _one_thread(): torch.set_num_threads(1)
 
 def _warm():
@@ -560,12 +587,15 @@ def _submit(self:SBDMetrics, pred, gt, seg, nms, kw):
         self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_one_thread)
         self._warm = [self._pool.submit(_warm) for _ in range(self.workers)]  # starts every worker now, its kernels loaded
     while len(self._pending) >= 2 * self.workers: self._collect(self._pending.pop(0))
-    cp = lambda a: None if a is None else np.array(a)  # the pool pickles later: the caller may reuse its buffers meanwhile
-    self._pending.append(self._pool.submit(_count_image, cp(pred), cp(gt), cp(seg), nms, kw, self.ths))
+    shm, meta = _shared([pred, gt, seg])  # one copy into shared memory instead of pickling 90 MB through a pipe
+    try: self._pending.append((self._pool.submit(_count_shared, shm.name, meta, nms, kw, self.ths), shm))
+    except BaseException: shm.close(); shm.unlink(); raise
 
 @patch
-def _collect(self:SBDMetrics, fut):
-    c = fut.result()
+def _collect(self:SBDMetrics, job):
+    fut, shm = job
+    try: c = fut.result()
+    finally: _release(fut, shm)
     self.add(total=c, ois=best_counts(c), n_images=1)
 
 @patch
@@ -583,7 +613,8 @@ def counts(self:SBDMetrics):
 @patch
 def reset(self:SBDMetrics):
     "Forget all counts (and the images the workers have not finished)."
-    for f in getattr(self, '_pending', []): f.cancel()
+    for f, _ in getattr(self, '_pending', []): f.cancel()  # all first: a running image is waited for, the others dropped
+    for f, shm in getattr(self, '_pending', []): _release(f, shm)
     self._pending = []
     CountsMetrics.reset(self)
 
