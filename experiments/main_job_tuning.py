@@ -1,0 +1,88 @@
+"""Choosing the fast main job's settings by measurement: each arm changes one setting of the `fast` configuration
+(DeepLabV3+ width 64 on ImageNet tf_efficientnet_lite0, SBCB's CASENet head, the `main` recipe, 128x256 crops, batch 8)
+and trains it for the same number of steps on the synthetic training split, then scores synthetic validation mIoU at
+full resolution (`learn.validate`, or `inference.evaluate` for a test scale other than 1). A screening, one seed per
+arm: differences below ~0.02 are within seed noise (see experiments/pretrain_vs_scratch.py for a 3-seed comparison).
+Arms run in parallel processes of one thread each (`--jobs`); results are appended to the JSON lines file `--out`.
+
+    python experiments/main_job_tuning.py --epochs 20 --jobs 2                 # every arm, 240 steps each
+    python experiments/main_job_tuning.py --arms base lr4e-3 --epochs 40       # some arms
+    python experiments/main_job_tuning.py --device cuda --epochs 50 --jobs 1
+"""
+import argparse, json, os, subprocess, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+# arm -> (seg_learner overrides, seg_dataloaders overrides, test scale); 'base' is the fast configuration before tuning (lr 2e-3)
+ARMS = {
+    'base': ({}, {}, 1.),
+    'lr1e-3': ({'lr': 1e-3}, {}, 1.),
+    'lr4e-3': ({'lr': 4e-3}, {}, 1.),
+    'lr8e-3': ({'lr': 8e-3}, {}, 1.),
+    'scale0.75-1.5': ({}, {'scale': [0.75, 1.5]}, 1.),
+    'class_weight_median': ({'class_weight': 'median'}, {}, 1.),
+    'output_stride16': ({'output_stride': 16}, {}, 1.),
+    'whole_images_bs2': ({}, {'size': [256, 512], 'bs': 2}, 1.),
+    'upsampled2x': ({'lr': 4e-3}, {'scale': [1.0, 4.0]}, 2.),
+    'no_boundary_head_lr4e-3': ({'lr': 4e-3, 'boundary_head': None}, {}, 1.),
+    'bs4_lr4e-3': ({'lr': 4e-3}, {'bs': 4}, 1.),
+}
+
+def run_arm(name, epochs, seed, root, device, threads):
+    "Train one arm in this process; return its result row."
+    import torch, warnings
+    warnings.filterwarnings('ignore'); torch.set_num_threads(threads)
+    from boundaryseg.data.block import seg_dataloaders
+    from boundaryseg.learner import seg_learner
+    from boundaryseg.cli.main_job import ChannelsLast, ValidEvery, MAIN_CONFIGS
+    from boundaryseg.core import set_seed
+    from boundaryseg.models.weights import parse_pretrained
+    from boundaryseg.recipes import get_recipe
+    cfg = MAIN_CONFIGS['fast']
+    kw, dl_kw, test_scale = ARMS[name]
+    rec = get_recipe(cfg['recipe'])
+    dl = dict(size=tuple(rec.crop), bs=rec.bs); dl.update({k: tuple(v) if isinstance(v, list) else v for k, v in dl_kw.items()})
+    set_seed(seed)
+    dls = seg_dataloaders('synthetic', root, seed=seed, n_train=100, n_val=20, device=device, **dl)
+    kw = dict(dict(recipe=cfg['recipe'], boundary_head='casenet', lr=2e-3), **kw)
+    learn = seg_learner(dls, arch=cfg['arch'], backbone=cfg['backbone'], pretrained=parse_pretrained(cfg['pretrained']),
+                        path=f'/tmp/main_job_tuning/{name}', checkpoint=None, monitor=0, cbs=[ValidEvery(0), ChannelsLast()], **kw)
+    t = time.time()
+    with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
+    train_s = time.time() - t
+    if test_scale == 1: miou = float(learn.validate()[learn.metrics.attrgot('name').index('miou') + 1])
+    else:
+        from boundaryseg.inference import evaluate
+        e = evaluate(learn.model.eval(), dls.valid.dataset.reader, dls.spec.n_classes, spec=dls.spec, tols=(), biou_widths=(),
+                     progress=False, scales=(test_scale,))
+        miou = float(e['miou'])
+    return dict(arm=name, seed=seed, epochs=epochs, steps=epochs * len(dls.train), train_s=round(train_s, 1), miou=round(miou, 4),
+                learner=kw, data={k: list(v) if isinstance(v, tuple) else v for k, v in dl.items()}, test_scale=test_scale, device=device,
+                threads=threads, load=os.getloadavg()[0])
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--arms', nargs='+', default=list(ARMS), choices=list(ARMS))
+    ap.add_argument('--epochs', type=int, default=20, help='epochs of the 100 training images (12 steps of batch 8; 25 of batch 4)')
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--root', default='data/synthetic')
+    ap.add_argument('--device', default='cpu')
+    ap.add_argument('--jobs', type=int, default=2, help='arms trained at once, one process and one thread each')
+    ap.add_argument('--out', default='experiments/results/main_job_tuning.jsonl')
+    ap.add_argument('--one', default=None, help=argparse.SUPPRESS)  # internal: train this arm and print its row
+    a = ap.parse_args()
+    if a.one:
+        print('ROW ' + json.dumps(run_arm(a.one, a.epochs, a.seed, a.root, a.device, 1)), flush=True); sys.exit()
+    from boundaryseg.data.datasets import get_dataset
+    from boundaryseg.data import synthetic  # noqa: F401 (registers the dataset)
+    get_dataset('synthetic', a.root, 'train')  # generate once, before the arms start
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    def go(name):
+        r = subprocess.run([sys.executable, __file__, '--one', name, '--epochs', str(a.epochs), '--seed', str(a.seed), '--root', a.root,
+                            '--device', a.device], capture_output=True, text=True, env=env)
+        rows = [l[4:] for l in r.stdout.splitlines() if l.startswith('ROW ')]
+        if not rows: raise RuntimeError(f"arm {name} failed:\n{r.stderr[-3000:]}")
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(a.out, 'a') as f: f.write(rows[0] + '\n')
+        print(rows[0], flush=True)
+    with ThreadPoolExecutor(a.jobs) as ex: list(ex.map(go, a.arms))
