@@ -1,5 +1,5 @@
 """Seconds per training step of the main job's models, as the main job runs them: `boundaryseg main --config fast`
-(FCN width 64 on an ImageNet tf_efficientnet_lite0, output stride 32, CASENet boundary head, channels-last) against
+(DeepLabV3+ width 64 on an ImageNet tf_efficientnet_lite0, output stride 32, CASENet boundary head, channels-last) against
 `--config long` (the previous job: width-128 FastFCN-PSP on ResNet-18 with its auxiliary head), in one process so
 that the ratio holds on a busy machine. Each step is what `learn.fit` runs: forward, the architecture's full loss
 (segmentation + boundary terms, class weights), backward and the AdamW step, in the precision the recipe resolves to
@@ -8,6 +8,7 @@ fp32 and bf16 side by side). Also times one training batch of the
 data pipeline (synthetic images, augmentation, boundary targets) when --data is given.
 
     .venv/bin/python bench/bench_step.py [--threads 2] [--steps 4] [--data data/synthetic]
+    .venv/bin/python bench/bench_step.py --configs fast --compile   # eager vs torch.compile (inductor) for the fast model
 """
 import argparse, time, warnings
 import torch
@@ -17,6 +18,7 @@ ap.add_argument('--threads', type=int, default=2)
 ap.add_argument('--steps', type=int, default=4, help='timed steps per model (after one warm-up step)')
 ap.add_argument('--data', default=None, help='a synthetic dataset folder: also time the data pipeline per batch')
 ap.add_argument('--configs', default='fast,long')
+ap.add_argument('--compile', action='store_true', help="also time the fast model under torch.compile (inductor, CPU): compile time and seconds per step beside eager, same process")
 ap.add_argument('--precision', default='auto', help="auto (what the main job runs: the recipe's mixed_precision on this CPU), fp32, bf16, or both (fp32 and bf16)")
 a = ap.parse_args()
 warnings.filterwarnings('ignore')
@@ -39,13 +41,18 @@ def batch(rec, n_classes=19, seed=0):
 
 res = {}
 precs = ['fp32', 'bf16'] if a.precision == 'both' else [a.precision]
-for name, pr in [(n, p) for n in a.configs.split(',') for p in precs]:
+runs = [(n, p) for n in a.configs.split(',') for p in precs]
+if a.compile: runs += [('fast+compile', precs[0])]
+for name, pr in runs:
+    compiled = name.endswith('+compile')
+    name = name.split('+')[0]
     cfg = MAIN_CONFIGS[name]
     rec = get_recipe(cfg['recipe'])
     spec = arch_spec(cfg['arch'])
     mk = dict(rec.model_kw, boundary_head='casenet')
     if 'aux' in spec.outputs: mk['aux'] = rec.aux
     m = seg_model(cfg['arch'], cfg['backbone'], n_classes=19, **mk).train().to(memory_format=torch.channels_last)
+    step_m = torch.compile(m) if compiled else m
     weights = {**({'aux': 0} if not rec.aux and 'aux' in spec.losses else {}), **rec.loss_weights}
     loss = seg_loss(m.spec, 19, weights=weights, **rec.loss_kw)
     amp = bool(_mixed_precision(rec.mixed_precision)) if pr == 'auto' else pr == 'bf16'
@@ -56,17 +63,25 @@ for name, pr in [(n, p) for n in a.configs.split(',') for p in precs]:
     for i in range(a.steps + 1):
         t = time.time()
         if amp:
-            with torch.autocast('cpu', dtype=torch.bfloat16): out = m(x)
-        else: out = m(x)
+            with torch.autocast('cpu', dtype=torch.bfloat16): out = step_m(x)
+        else: out = step_m(x)
         l = loss(out, y)
         l.backward(); opt.step(); opt.zero_grad()
         ts.append(time.time() - t)
     s = sorted(ts[1:])[len(ts[1:]) // 2]
+    if compiled:
+        name = name + '+compile'
+        first = ts[0]
+        print(f"fast+compile: first step (compilation) {first:.1f} s", flush=True)
     res[name, pr] = s
     print(f"{name:5s} {cfg['arch']}/{cfg['backbone']} width {rec.model_kw.get('width')} bs {rec.bs} {rec.crop[0]}x{rec.crop[1]} {prec}: "
           f"median {s:.2f} s per step ({', '.join(f'{t:.2f}' for t in ts[1:])}); {sum(p.numel() for p in m.parameters()) / 1e6:.1f}M parameters", flush=True)
 for pr in precs:
     if ('fast', pr) in res and ('long', pr) in res: print(f"ratio long/fast ({pr}): {res['long', pr] / res['fast', pr]:.2f}x per step")
+if a.compile and ('fast', precs[0]) in res:
+    eager, comp = res['fast', precs[0]], res['fast+compile', precs[0]]
+    print(f"torch.compile: eager/compiled {eager / comp:.2f}x per step; the compilation's extra time is repaid after "
+          f"{'never' if comp >= eager else round((first - comp) / (eager - comp))} steps")
 if a.precision == 'both':
     for n in a.configs.split(','): print(f"{n}: bf16/fp32 {res[n, 'bf16'] / res[n, 'fp32']:.2f}x per step")
 if a.data:

@@ -4,15 +4,15 @@ steps from the EfficientNet-Lite0 package's ImageNet weights and from random ini
 evaluated like the main job (synthetic validation split, full resolution): mIoU, boundary F at 3 px, per-class IoU.
 One factor differs between the arms: `pretrained`. Results go to a JSON file that the main-job notebook can read.
 
-    .venv/bin/python experiments/pretrain_vs_scratch.py --epochs 3 --seeds 0 1 2 --out experiments/pretrain_vs_scratch.json
-    .venv/bin/python experiments/pretrain_vs_scratch.py --device cuda --epochs 15     # the main job's full length
+    .venv/bin/python experiments/pretrain_vs_scratch.py --epochs 5 --seeds 0 1 2 --out experiments/pretrain_vs_scratch.json
+    .venv/bin/python experiments/pretrain_vs_scratch.py --device cuda --epochs 43     # the main job's full length
 """
 import argparse, json, time, warnings
 from pathlib import Path
 import torch
 
 ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-ap.add_argument('--epochs', type=int, default=3, help='epochs of 100 images (12 steps of batch 8 each)')
+ap.add_argument('--epochs', type=int, default=3, help="epochs of the 100 training images (25 steps of the recipe's batch of 4 each)")
 ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
 ap.add_argument('--arms', nargs='+', default=['efficientnet-lite0', 'none'], help='pretrained= values to compare')
 ap.add_argument('--root', default='data/synthetic')
@@ -38,7 +38,9 @@ class NoValid(Callback):
 cfg = MAIN_CONFIGS['fast']
 rec = get_recipe(cfg['recipe'])
 out = Path(a.out)
-res = json.loads(out.read_text()) if out.exists() else dict(config=dict(cfg, recipe=rec.name, crop=rec.crop, bs=rec.bs), runs=[])
+config = dict(cfg, recipe=rec.name, lr=rec.lr, crop=list(rec.crop), bs=rec.bs)
+res = json.loads(out.read_text()) if out.exists() else dict(config=config, runs=[])
+if res['config'] != config: raise SystemExit(f"{out} holds runs of another configuration ({res['config']}); pass another --out")
 for seed in a.seeds:
     for arm in a.arms:
         if any(r['seed'] == seed and r['pretrained'] == arm and r['epochs'] == a.epochs for r in res['runs']): continue
@@ -58,6 +60,13 @@ for seed in a.seeds:
         print(json.dumps({k: v for k, v in run.items() if k != 'iou'}), flush=True)
         res['runs'].append(run)
         out.write_text(json.dumps(res, indent=1))
-for arm in a.arms:
-    ms = [r['miou'] for r in res['runs'] if r['pretrained'] == arm and r['epochs'] == a.epochs]
-    if ms: print(f"{arm:20s} {a.epochs} epochs: mIoU {sum(ms) / len(ms):.4f} over {len(ms)} seeds ({', '.join(f'{m:.4f}' for m in ms)})")
+import statistics as st
+def sd(v): return st.stdev(v) if len(v) > 1 else float('nan')
+by = {arm: {r['seed']: r['miou'] for r in res['runs'] if r['pretrained'] == arm and r['epochs'] == a.epochs} for arm in a.arms}
+for arm, ms in by.items():
+    v = list(ms.values())
+    if v: print(f"{arm:20s} {a.epochs} epochs: mIoU {st.mean(v):.4f} ± {sd(v):.4f} over {len(v)} seeds ({', '.join(f'{m:.4f}' for m in v)})")
+if len(a.arms) == 2:
+    seeds = sorted(set(by[a.arms[0]]) & set(by[a.arms[1]]))
+    g = [by[a.arms[0]][s] - by[a.arms[1]][s] for s in seeds]
+    if g: print(f"paired gain {a.arms[0]} - {a.arms[1]}: {st.mean(g):+.4f} ± {sd(g):.4f} over seeds {seeds} ({', '.join(f'{x:+.4f}' for x in g)})")

@@ -64,7 +64,7 @@ def write_figures(out, # report folder
 
 # %% ../../nbs/74_cli.main_job.ipynb #53554ab5
 MAIN_CONFIGS = {
-    'fast': dict(recipe='main', arch='deeplabv3plus', backbone='tf_efficientnet_lite0', pretrained='efficientnet-lite0', epochs=45, valid_every=0),
+    'fast': dict(recipe='main', arch='deeplabv3plus', backbone='tf_efficientnet_lite0', pretrained='efficientnet-lite0', epochs=43, valid_every=0),
     'long': dict(recipe='main_long', arch='fastfcn_psp', backbone='resnet18', pretrained='none', epochs=80, valid_every=1),
 }
 
