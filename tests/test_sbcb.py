@@ -92,13 +92,17 @@ def test_sbcb_trains_with_its_terms(tmp_path):
 
 def test_detector_evaluate_and_cli(tmp_path):
     root = tmp_path/'synth'
-    r = subprocess.run([str(EXE), 'train', '--root', root, '--arch', 'casenet', '--backbone', 'test_resnet', '--epochs', '1', '--bs', '4',
+    # 8 training and 2 validation scenes (not the default 100 and 20): the checks are on the outputs' kinds and layout,
+    # one PNG per class and validation image, whatever their number
+    r = subprocess.run([str(EXE), 'train', '--root', root, '--data_opt', 'n_train=8', '--data_opt', 'n_val=2', '--arch', 'casenet',
+                        '--backbone', 'test_resnet', '--epochs', '1', '--bs', '4',
                         '--size', '64,128', '--out', tmp_path/'run', '--seed', '0'], capture_output=True, text=True, timeout=900, cwd=tmp_path,
                        env={'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'})
     assert r.returncode == 0, r.stderr[-3000:]
     net, meta = load_model(tmp_path/'run'/'model.pth', device='cpu')
     assert net.eval_outputs == ('edge',) and meta['recipe'] == 'sbcb'
     ds = seg_dataloaders('synthetic', root, size=(64, 128), bs=1).valid.dataset.reader
+    assert len(ds) == 2  # the folder's manifest keeps the sizes the training wrote
     env = {'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'}
     r = subprocess.run([str(EXE), 'eval', tmp_path/'run'/'model.pth', '--root', root, '--out', tmp_path/'ev', '--edge_protocol', 'cityscapes-raw'],
                        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
