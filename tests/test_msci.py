@@ -16,7 +16,6 @@ from boundaryseg.inference import predict, model_inputs
 from boundaryseg.core import normalize
 from boundaryseg.models.zoo import seg_model
 from boundaryseg.models.msci import MSCI_TEST_SCALES
-from conftest import cli_run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = ROOT / '.venv' / 'bin' / 'boundaryseg'
@@ -72,8 +71,7 @@ def test_multiscale_predict_reads_superpixels():
 
 
 def run(*args, env=None):
-    "The console script in a child forked from this process (conftest.cli_run: a process of its own, torch already imported)."
-    return cli_run(*args, timeout=900, env=env)
+    return subprocess.run([str(EXE), *map(str, args)], capture_output=True, text=True, timeout=900, env=env)
 
 
 def test_cli_train_eval_predict(tmp_path):
