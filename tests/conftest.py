@@ -50,7 +50,9 @@ def cli_run(*args, # the console script's arguments (str() of each)
     shows — the installed script, the commands' lazy imports, import-time warnings on stderr, the static registry names —
     the real subprocesses test: tests/test_cli.py::test_help, ::test_no_command_and_unknown_command, ::test_missing_root,
     tests/test_cli_fast.py and the end-to-end runs of test_sbcb, test_registry, test_msci, test_rpcnet, test_panoptic,
-    test_main_job and test_cli_torchrun. Falls back to a real subprocess where forking is unsafe (more than one
+    test_main_job and test_cli_torchrun. Not for runs that depend on process-wide state the library resolves once and
+    this process may already hold (e.g. the `sp` provider's cache folder from $BOUNDARYSEG_CACHE: test_msci's CLI test
+    stays a real subprocess). Falls back to a real subprocess where forking is unsafe (more than one
     torch/OpenMP thread in this process) or unavailable."""
     args = [str(a) for a in args]
     import torch
