@@ -41,8 +41,11 @@ sync: env
 nbtest: env
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 
+## Two pytest workers (pytest-xdist), whole files per worker (--dist loadfile: a file's module fixtures, e.g. a trained
+## model, are built once); `make pytest PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= 2
 pytest: env ref-env
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests
 
 ## The whole test suite. One BLAS/OpenMP thread per process: tests run two notebooks (or ranks) at once on small machines.
 test: sync nbtest pytest

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from boundaryseg.core import fixtures_path, load_ids
+from conftest import cli_run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = ROOT/'.venv'/'bin'/'boundaryseg'
@@ -18,7 +19,8 @@ TINY = ['--arch', 'fcn', '--backbone', 'test_resnet', '--size', '32,32', '--bs',
 
 
 def run(*args, cwd=None):
-    return subprocess.run([str(EXE), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=900)
+    "The console script in a child forked from this process (conftest.cli_run: a process of its own, torch already imported)."
+    return cli_run(*args, cwd=cwd, timeout=900)
 
 
 def ade_mapping(path):

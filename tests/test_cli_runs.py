@@ -1,12 +1,15 @@
 """The command line as a researcher uses it (subprocesses of the console script) on the real Cityscapes fixture frame:
 no run silently overwritten, one-line errors (exit 2) for every failure a user can cause, `--debug` for the traceback,
 model files that carry their label spec, `eval --out` in `predict`'s layout, binary boundary models through `eval`,
-`--duality 0` and `--grad_fusion` from the command line. Tiny models (timm's `test_resnet`, width 8, 32x32 crops)."""
+`--duality 0` and `--grad_fusion` from the command line, each run in a child forked from this process (conftest.cli_run;
+the installed script in a fresh interpreter is tests/test_cli.py's). Tiny models (timm's `test_resnet`, width 8, 32x32 crops)."""
 import json, resource, shutil, subprocess
 from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from conftest import cli_run
 
 from boundaryseg.core import fixtures_path, load_ids
 
@@ -18,8 +21,8 @@ TINY = ['--backbone', 'test_resnet', '--size', '32,32', '--bs', '1', '--width', 
 
 
 def run(*args, cwd=None, limit_bytes=None, env=None):
-    pre = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))) if limit_bytes else None
-    return subprocess.run([str(EXE), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=900, preexec_fn=pre, env=env)
+    "The console script in a child forked from this process (conftest.cli_run: a process of its own, torch already imported)."
+    return cli_run(*args, cwd=cwd, timeout=900, limit_bytes=limit_bytes, env=env)
 
 
 def one_line_error(r, *contains):

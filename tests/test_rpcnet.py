@@ -20,7 +20,7 @@ from boundaryseg.models.zoo import seg_model
 from boundaryseg.rpcnet_losses import add_duality
 from boundaryseg.learner import seg_learner
 from boundaryseg.inference import save_model, load_model, predict
-from conftest import ref_run
+from conftest import ref_run, cli_run
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = ROOT/'.venv'/'bin'/'boundaryseg'
@@ -97,7 +97,7 @@ def test_duality_on_another_architecture(synth_root, tmp_path):
 
 
 def test_cli_train_and_eval_with_nms(synth_root, tmp_path):
-    run = lambda *a: subprocess.run([str(EXE), *map(str, a)], capture_output=True, text=True, timeout=1800)
+    run = lambda *a: cli_run(*a, timeout=1800)  # the console script in a forked child (conftest.cli_run)
     r = run('train', '--arch', 'rpcnet', '--root', synth_root, '--size', '64,128', '--bs', '2', '--epochs', '1', '--width', '8',
             '--opt', 'adamw', '--lr', '0.002', '--out', tmp_path/'run')
     assert r.returncode == 0, r.stderr[-3000:]

@@ -66,8 +66,9 @@ def test_eval_is_the_baseline(arch, head, tmp_path):
     net, _ = load_model(save_model(m, tmp_path/'m.pth'), device='cpu')
     assert n_params(net) == n_params(base.plain())
     base.plain().load_state_dict(m.plain().state_dict())
-    with torch.no_grad():
-        for k in out: torch.testing.assert_close(base(*x)[k], m(*x)[k]); torch.testing.assert_close(net(*x)[k], m(*x)[k])
+    with torch.no_grad():  # each model's outputs once (not once per output key: Seamless' eval forward is seconds on CPU)
+        b_out, m_out, n_out = base(*x), m(*x), net(*x)
+        for k in out: torch.testing.assert_close(b_out[k], m_out[k]); torch.testing.assert_close(n_out[k], m_out[k])
     # the FLOPs of inference are the baseline's
     from boundaryseg.models.costs import model_costs
     assert model_costs(m, (64, 96), inputs=x)['flops'] == model_costs(base, (64, 96), inputs=x)['flops']
@@ -92,13 +93,17 @@ def test_sbcb_trains_with_its_terms(tmp_path):
 
 def test_detector_evaluate_and_cli(tmp_path):
     root = tmp_path/'synth'
-    r = subprocess.run([str(EXE), 'train', '--root', root, '--arch', 'casenet', '--backbone', 'test_resnet', '--epochs', '1', '--bs', '4',
+    # 8 training and 2 validation scenes (not the default 100 and 20): the checks are on the outputs' kinds and layout,
+    # one PNG per class and validation image, whatever their number
+    r = subprocess.run([str(EXE), 'train', '--root', root, '--data_opt', 'n_train=8', '--data_opt', 'n_val=2', '--arch', 'casenet',
+                        '--backbone', 'test_resnet', '--epochs', '1', '--bs', '4',
                         '--size', '64,128', '--out', tmp_path/'run', '--seed', '0'], capture_output=True, text=True, timeout=900, cwd=tmp_path,
                        env={'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'})
     assert r.returncode == 0, r.stderr[-3000:]
     net, meta = load_model(tmp_path/'run'/'model.pth', device='cpu')
     assert net.eval_outputs == ('edge',) and meta['recipe'] == 'sbcb'
     ds = seg_dataloaders('synthetic', root, size=(64, 128), bs=1).valid.dataset.reader
+    assert len(ds) == 2  # the folder's manifest keeps the sizes the training wrote
     env = {'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'}
     r = subprocess.run([str(EXE), 'eval', tmp_path/'run'/'model.pth', '--root', root, '--out', tmp_path/'ev', '--edge_protocol', 'cityscapes-raw'],
                        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
