@@ -4,7 +4,7 @@
 that the ratio holds on a busy machine. Each step is what `learn.fit` runs: forward, the architecture's full loss
 (segmentation + boundary terms, class weights), backward and the AdamW step, in the precision the recipe resolves to
 on this machine (`mixed_precision='auto'`: bf16 autocast on CPUs with native bfloat16, else fp32; `--precision both` times
-fp32 and bf16 side by side). Also times one training batch of the
+fp32 and bf16 side by side). Each model runs its recipe's batch (fast: 4, long: 8), so the ratio is also given per image. Also times one training batch of the
 data pipeline (synthetic images, augmentation, boundary targets) when --data is given.
 
     .venv/bin/python bench/bench_step.py [--threads 2] [--steps 4] [--data data/synthetic]
@@ -39,7 +39,7 @@ def batch(rec, n_classes=19, seed=0):
     y = torch.nn.functional.interpolate(low, size=(h, w), mode='nearest')[:, 0].long()
     return x, y
 
-res = {}
+res, per_image = {}, {}
 precs = ['fp32', 'bf16'] if a.precision == 'both' else [a.precision]
 runs = [(n, p) for n in a.configs.split(',') for p in precs]
 if a.compile: runs += [('fast+compile', precs[0])]
@@ -74,10 +74,12 @@ for name, pr in runs:
         first = ts[0]
         print(f"fast+compile: first step (compilation) {first:.1f} s", flush=True)
     res[name, pr] = s
+    per_image[name, pr] = s / rec.bs
     print(f"{name:5s} {cfg['arch']}/{cfg['backbone']} width {rec.model_kw.get('width')} bs {rec.bs} {rec.crop[0]}x{rec.crop[1]} {prec}: "
-          f"median {s:.2f} s per step ({', '.join(f'{t:.2f}' for t in ts[1:])}); {sum(p.numel() for p in m.parameters()) / 1e6:.1f}M parameters", flush=True)
+          f"median {s:.2f} s per step, {s / rec.bs:.3f} s per image ({', '.join(f'{t:.2f}' for t in ts[1:])}); {sum(p.numel() for p in m.parameters()) / 1e6:.1f}M parameters", flush=True)
 for pr in precs:
-    if ('fast', pr) in res and ('long', pr) in res: print(f"ratio long/fast ({pr}): {res['long', pr] / res['fast', pr]:.2f}x per step")
+    if ('fast', pr) in res and ('long', pr) in res:
+        print(f"ratio long/fast ({pr}): {res['long', pr] / res['fast', pr]:.2f}x per step, {per_image['long', pr] / per_image['fast', pr]:.2f}x per image")
 if a.compile and ('fast', precs[0]) in res:
     eager, comp = res['fast', precs[0]], res['fast+compile', precs[0]]
     print(f"torch.compile: eager/compiled {eager / comp:.2f}x per step; the compilation's extra time is repaid after "

@@ -92,18 +92,23 @@ class ChannelsLast(Callback):
     def before_fit(self): self.learn.model.to(memory_format=torch.channels_last)
 
 class TrainETA(Callback):
-    "Print the remaining training steps and their expected time, measured on steps 2..`k`+1 of the run (the first is warm-up)."
+    "Print the remaining training steps and their expected time, measured on steps 2..`k`+1 of the run (the first is warm-up; `k` at most half the run's steps)."
     order = 99
-    def __init__(self, k:int=3): self.k = k
-    def before_fit(self): self.seen, self.t = 0, None
+    def __init__(self, k:int=10): self.k = k
+    def before_fit(self):
+        self.seen, self.t = 0, None
+        self.kk = min(self.k, max(2, self.n_epoch * len(self.dls.train) // 2))
     def after_batch(self):
-        if not self.training or self.seen > self.k: return
+        if not self.training or self.seen > self.kk: return
         if self.seen == 1: self.t = time.time()
         self.seen += 1
-        if self.seen == self.k + 1:
-            s, left = (time.time() - self.t) / (self.k - 1), self.n_epoch * self.n_iter - self.epoch * self.n_iter - self.iter - 1
+        if self.seen == self.kk + 1:
+            s, left = (time.time() - self.t) / (self.kk - 1), self.n_epoch * self.n_iter - self.epoch * self.n_iter - self.iter - 1
+            ve = next((cb for cb in getattr(self.learn, 'cbs', []) if isinstance(cb, ValidEvery)), None)
+            val = ('a validation pass after every epoch' if ve is None or ve.n == 1 else 'one validation pass after the last epoch'
+                   if ve.n == 0 else f'a validation pass every {ve.n} epochs')
             print(f"ETA: {s:.2f} s per step, {left} steps left: training ends in about {s * left / 60:.1f} min "
-                  f"(plus {'every' if getattr(self, 'n', 1) == 1 else 'some'} validation passes), then the evaluation", flush=True)
+                  f"(plus {val}), then the evaluation", flush=True)
 
 # %% ../../nbs/74_cli.main_job.ipynb #9a5eda67
 def unlearned_classes(iou:dict, # class -> IoU (None: absent), from `scores_json`
