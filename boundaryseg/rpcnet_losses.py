@@ -21,21 +21,23 @@ from .models.rpcnet import spatial_gradient
 from .models.registry import register_addon
 
 # %% ../nbs/32_rpcnet_losses.ipynb #6be1c399
-DUALITY_NORMS = ('boundary', 'entries')
+DUALITY_NORMS = ('batch', 'boundary', 'entries')
 
 def duality_loss(seg:Tensor, # (B,K,H,W) segmentation logits
                  target:Tensor, # (B,K,H,W) the boundary maps ∇M should equal (GT boundaries, or predicted ones)
                  valid:Tensor=None, # (B,H,W) bool: the pixels that count (default all)
-                 norm:str='boundary', # 'boundary': the sum over the target's mass, per image; 'entries': the mean over the K·H·W entries
+                 norm:str='batch', # 'batch': over the batch's mean target mass; 'boundary': over each image's own target mass; 'entries': the mean over the K·H·W entries
                  **kwargs # `spatial_gradient` options (k, temperature, pad)
-                ) -> Tensor: # (B,) per image: sum |∇M - target| over the valid entries, divided by the target's mass (or by their count)
+                ) -> Tensor: # (B,) per image: sum |∇M - target| over the valid entries, divided by a target mass (or by their count)
     "RPCNet's duality loss (Eq. 5): L1 between the spatial gradient ∇M of the segmentation and a boundary map."
     if norm not in DUALITY_NORMS: raise ValueError(f"duality_loss: norm must be one of {DUALITY_NORMS}; got {norm!r}")
     t = target.float()
     v = torch.ones_like(seg[:, 0], dtype=torch.float) if valid is None else valid.float()
     l = ((spatial_gradient(seg, **kwargs) - t).abs().sum(1) * v).flatten(1).sum(1)
     if norm == 'entries': return l / (v.flatten(1).sum(1) * seg.shape[1]).clamp_min(1)
-    return l / (t.sum(1) * v).flatten(1).sum(1).clamp_min(1)  # at least one entry of mass: an image without boundaries
+    mass = (t.sum(1) * v).flatten(1).sum(1)
+    if norm == 'batch': return l / mass.mean().clamp_min(1)  # the images' mean is the batch's sum of L1 over its sum of mass
+    return l / mass.clamp_min(1)  # at least one entry of mass: an image without boundaries
 
 # %% ../nbs/32_rpcnet_losses.ipynb #7bc76684
 def grad_targets(mask:Tensor, # (B,H,W) train ids
@@ -60,7 +62,7 @@ class DualityLoss(Module):
                  ignore_index:int=IGNORE_INDEX, # pixels that do not count
                  reduction:str='mean', # 'mean' over images, or 'none': per image (B,)
                  target:str='grad', # 'grad': ∇M of the one-hot GT (`grad_targets`); 'band': the radius-`radius` boundaries times `scale`
-                 norm:str='boundary', # of `duality_loss`: 'boundary' (per unit of target mass) or 'entries' (mean over K·H·W)
+                 norm:str='batch', # of `duality_loss`: 'batch' (per unit of the batch's target mass), 'boundary' (of each image's) or 'entries' (mean over K·H·W)
                  **grad_kw # `spatial_gradient` options (k, temperature, pad)
                 ):
         if radius < 1: raise ValueError(f"DualityLoss: radius must be at least 1 pixel, got {radius}")
@@ -123,7 +125,7 @@ def _grad_kw(o): return {k: o[f'grad_{k}'] for k in ('k', 'temperature', 'pad') 
 
 def _duality(n_classes, ignore_index=IGNORE_INDEX, class_weight=None, **o):
     return DualityLoss(o.get('duality_radius') or 1, o.get('duality_scale') or 1., ignore_index, target=o.get('duality_target') or 'grad',
-                       norm=o.get('duality_norm') or 'boundary', **_grad_kw(o))
+                       norm=o.get('duality_norm') or 'batch', **_grad_kw(o))
 
 def _balanced_edge(n_classes, ignore_index=IGNORE_INDEX, class_weight=None, **o):
     norm = o.get('edge_norm') or 'density'
