@@ -1,7 +1,7 @@
 """MSCI speed, as ratios measured in one process:
 
 1. `rm`: the super-pixel aggregation of MSCI Eq. 3-4 (R and M of all four levels of a 512x512 image at strides 4..32,
-   256 channels, about 1,000 SLIC super-pixels) vectorised (`RegionGraph`: one index_add, or one sparse product for
+   256 channels, about 1,000 SLIC super-pixels) vectorised (`RegionGraph`: one scatter_add, or one index_add of rows for
    channels-last features, and one sparse (A+I) product) against a plain loop over the regions, and the same for the broadcast of [R, M] to the adjacent levels (one gather
    against a loop of assignments); results checked equal. CPU time of this process (the machine is shared).
 2. `forward`: the forward pass of MSCI against its FCN baseline (Table 1) on the same backbone and image.

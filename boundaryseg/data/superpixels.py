@@ -169,14 +169,16 @@ def _pool(self:RegionGraph, x, # (B,C,h,w) features of `level`
           level:int, # index into `sizes`
           reduce:str='sum', # 'sum' (Eq. 3) or 'mean'
          ) -> torch.Tensor: # (B*S, C) regional features R
-    "R of Eq. 3: the features of each region's cells, summed (or averaged), in one scatter_add."
+    "R of Eq. 3: the features of each region's cells, summed (or averaged), in one index_add (channels-last) or scatter_add."
     if reduce not in ('sum', 'mean'): raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
     _level(self, x, level)
     C, cl = x.shape[1], x.permute(0, 2, 3, 1)
-    if cl.is_contiguous(): r = (self.cells(level) @ cl.reshape(-1, C).float()).to(x.dtype)  # channels-last memory: a view
+    if cl.is_contiguous():  # channels-last memory: the (B*h*w, C) rows are a view; row n collects the cells of no region
+        r = x.new_zeros(self.n + 1, C, dtype=torch.float32).index_add_(0, self.idx[level], cl.reshape(-1, C).float())[:-1].to(x.dtype)
     else:
         lab = self.lab[level].unsqueeze(1).expand(-1, C, -1)
         r = x.new_zeros(self.B, C, self.S + 1).scatter_add(2, lab, x.reshape(self.B, C, -1))[..., :-1].transpose(1, 2).reshape(self.n, C)
+        r = r.contiguous()  # rows, which M's product and the linear maps read twice as fast as columns
     return r / self.counts(level).clamp(min=1).unsqueeze(1).to(r.dtype) if reduce == 'mean' else r
 
 def _neighbours(self:RegionGraph, r, # (B*S, C) regional features
@@ -186,10 +188,12 @@ def _neighbours(self:RegionGraph, r, # (B*S, C) regional features
 
 def _unpool(self:RegionGraph, r, # (B*S, C) one vector per region
             level:int, # index into `sizes`
+            channels_last:bool=False, # write the result in channels-last memory (one gather of rows); else channels first
            ) -> torch.Tensor: # (B,C,h,w)
     "Broadcast each region's vector to the cells of `level` whose centres lie in it (zero where there is no region)."
     h, w = self.sizes[level]
     C = r.shape[1]
+    if channels_last: return F.pad(r, (0, 0, 0, 1)).index_select(0, self.idx[level]).view(self.B, h, w, C).permute(0, 3, 1, 2)
     table = F.pad(r.view(self.B, self.S, C).transpose(1, 2), (0, 1))      # (B, C, S+1): channels first, zero for no region
     return table.gather(2, self.lab[level].unsqueeze(1).expand(-1, C, -1)).view(self.B, C, h, w)
 

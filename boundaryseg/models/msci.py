@@ -56,7 +56,7 @@ def region_context(chain:ContextChain, g:RegionGraph, # the batch's super-pixels
     r = g.pool(x, src, reduce)
     m = g.neighbours(r)
     if nbr_reduce == 'mean': m = m / g.neighbours((g.counts(src) > 0).to(r.dtype)[:, None]).clamp(min=1)  # regions with cells at this level
-    return g.unpool(chain.ctx(torch.cat([r, m], 1)), tgt)
+    return g.unpool(chain.ctx(torch.cat([r, m], 1)), tgt, channels_last=x.permute(0, 2, 3, 1).is_contiguous())  # in the source's layout
 
 def window_context(chain:ContextChain, x, # (B,C_s,h_s,w_s) the source level's map
                    size, # (h_t, w_t) of the target level
