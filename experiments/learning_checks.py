@@ -6,7 +6,8 @@ batch: mIoU for `seg` outputs, MF-ODS for `edge` outputs (classes present in the
 check passes when every score reaches its level (LEVELS) and every parameter tensor trained (none frozen, each got a
 non-zero gradient at some step: a fit by the head alone does not hide a backbone that never learns). Two controls must fail, so that the check is shown to tell
 learning from not learning: DeepLabV3+ whose decode head's output is detached (its `seg` logits never get a gradient)
-and DeepLabV3+ on a frozen random backbone.
+and DeepLabV3+ on a frozen random backbone. An add-on that cannot apply to an architecture (∇M fusion on Two-Stream, whose
+`edge` is not the decode head's) must refuse with a clear error: that check passes when the error says why.
 
     python experiments/learning_checks.py                          # all checks -> experiments/results/learning_checks.json
     python experiments/learning_checks.py --only fcn control_detached --out /tmp/lc.json
@@ -45,10 +46,17 @@ def _checks():
     if missing: raise SystemExit(f"learning_checks: add-on(s) {missing} have no check: add them to `addons`")
     for a, cfgs in addons.items():
         for arch, kw in cfgs: out[f'{arch}+{a}'] = dict(arch=arch, kw=kw, kind='addon', expect='pass')
+    # ∇M fusion reads `seg` and `edge` of the decode head: on Two-Stream it must refuse, naming why (checked, not trained)
+    out['deeplabv3plus_twostream+grad_fusion'].update(expect='refuse', refuse="needs both 'seg' and 'edge' from the decode head")
     # FastFCN-PSP and FastFCN-DeepLabV3 (JPU + their heads) reach mIoU 0.477 / 0.482 on the batch at 120 steps and
     # 0.520 / 0.535 at 240 (measured): their stated budget is twice the others'
     for n in ('fastfcn_psp', 'fastfcn_deeplabv3'):
         if n in out: out[n]['steps_x'] = 2
+    # Seamless at the check's scale: the paper's anchors (scale 8: 32..512 px on P2..P6) and stuff-area threshold (4096 px
+    # at 1024x2048) are Cityscapes' sizes. On 64x128 frames no P6 anchor lies inside the image (its conv never trains)
+    # and no stuff region reaches 4096 px (PQ_st = 0 whatever the model). Anchors of scale 1 (4..64 px) with the synthetic
+    # configuration's ratios, and the threshold scaled with the image area (16 px at 64x128), as bench/seamless_synthetic.py does.
+    if 'seamless' in out: out['seamless'].update(kw=dict(anchor_scale=1., ratios=(1 / 3, 0.5, 1., 2., 3.)), scale_stuff_area=True)
     out['control_detached'] = dict(arch='deeplabv3plus', kw={}, kind='control', expect='fail', control='detached')
     out['control_frozen'] = dict(arch='deeplabv3plus', kw={}, kind='control', expect='fail', control='frozen')
     return out
@@ -127,6 +135,7 @@ def run_check(name, cfg, steps, device, root, bs, size, width, lr):
     set_seed(0)
     dls = fixed_batch(root, bs, size, device, spec_a.inputs)
     kw = dict(cfg['kw'], width=width)
+    if cfg.get('scale_stuff_area'): kw['min_stuff_area'] = max(1, round(4096 * size[0] * size[1] / (1024 * 2048)))
     if 'thing' in spec_a.defaults: kw['thing'] = dls.spec.thing.tolist()
     model = _control(seg_model(cfg['arch'], backbone='test_resnet', n_classes=dls.spec.n_classes, **kw), cfg.get('control'))
     tasks = model.spec.tasks
@@ -177,7 +186,8 @@ def table(results) -> str:
     rows = ['| check | kind | steps | score | init | final | level | untrained tensors | verdict |', '|---|---|---:|---|---:|---:|---:|---:|---|']
     for r in results:
         if 'error' in r:
-            rows.append(f"| {r['name']} | {r['kind']} | {r['steps']} | error | | | | | **defect**: {r['error'][:90]} |")
+            v = 'refused, as it must' if r['ok'] else '**defect**'
+            rows.append(f"| {r['name']} | {r['kind']} | {r['steps']} | error | | | | | {v}: {r['error'][:90]} |")
             continue
         un = f"{r['n_frozen'] + r['n_dead']}/{r['n_param_tensors']}"
         for i, (k, lv) in enumerate(r['levels'].items()):
@@ -230,8 +240,11 @@ def main(argv=None):
         t = time.time()
         try: r = run_check(n, checks[n], steps_of(n), a.device, a.root, a.bs, tuple(a.size), a.width, a.lr)
         except Exception as e:  # an architecture that cannot train a batch is a result (a defect), not a crash of the script
-            r = dict(name=n, arch=checks[n]['arch'], kind=checks[n]['kind'], steps=steps_of(n), expect=checks[n]['expect'], ok=False,
-                     error=f"{type(e).__name__}: {e}", trace=traceback.format_exc()[-2000:])
+            c = checks[n]
+            r = dict(name=n, arch=c['arch'], kind=c['kind'], steps=steps_of(n), expect=c['expect'],
+                     ok=c['expect'] == 'refuse' and c['refuse'] in str(e), error=f"{type(e).__name__}: {e}", trace=traceback.format_exc()[-2000:])
+        else:
+            if checks[n]['expect'] == 'refuse': r['ok'] = False  # it trained where it should have refused
         r['wall_s'] = round(time.time() - t, 1)
         res[n] = r
         order = [k for k in checks if k in res]

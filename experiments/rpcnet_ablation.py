@@ -35,6 +35,7 @@ from boundaryseg.recipes import get_recipe  # noqa: E402
 from boundaryseg.learner import seg_learner  # noqa: E402
 from boundaryseg.inference import evaluate, save_model  # noqa: E402
 from boundaryseg.data.boundaries import boundary_targets  # noqa: E402
+from boundaryseg.models.weights import parse_pretrained  # noqa: E402
 
 # name -> (architecture, model options, loss-weight overrides); all at S = 8 unless said. Each arm of Table 1 adds one part to the one above.
 PCM_MINUS = dict(pcm=False, no_pcm='conv1')  # the learnable "PCM -": plain 1x1 convs in place of the patch pyramid (the {1} row's parameters)
@@ -102,7 +103,7 @@ def train(name, seed, a):
     dls = data(a, seed)
     rec = recipe(a).replace(loss_weights=weights)
     learn = seg_learner(dls, arch=arch, backbone=a.backbone, recipe=rec, checkpoint=None, path=Path(a.work)/f'{name}_{seed}',
-                        width=a.width, metrics=[], **kw)
+                        width=a.width, metrics=[], pretrained=parse_pretrained(a.pretrained), **kw)
     t = time.process_time()
     with learn.no_bar(), learn.no_logging(): learn.fit(rec.epochs)
     return learn, time.process_time() - t, rec.epochs * len(dls.train)
@@ -174,6 +175,7 @@ def main():
     ap.add_argument('--n_val', type=int, default=24)
     ap.add_argument('--backbone', default='resnet18')
     ap.add_argument('--width', type=int, default=32)
+    ap.add_argument('--pretrained', default='none', help="backbone weights: none, timm, a file, or a registered source (e.g. efficientnet-lite0 with --backbone tf_efficientnet_lite0)")
     ap.add_argument('--root', default=None, help='synthetic data folder; default data/synthetic_<H>x<W>_<n_train>_<n_val>')
     ap.add_argument('--work', default=str(ROOT/'runs'/'rpcnet_ablation'))
     ap.add_argument('--cli', action='store_true', help='also save the full model of the first seed and score it with boundaryseg eval (+ --nms)')

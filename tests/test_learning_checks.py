@@ -35,6 +35,7 @@ def test_committed_results_cover_the_registry():
     ours = {n for n, c in lc._checks().items() if not getattr(arch_spec(c['arch']).build, '__module__', '').split('.')[-1].startswith('test_')}
     assert len(ours) >= 29 and ours <= {r['name'] for r in res}, sorted(ours - {r['name'] for r in res})
     for r in res: assert 'error' in r or set(r['levels']) <= set(r['final'])
+    assert all(r['ok'] for r in res), [r['name'] for r in res if not r['ok']]  # each check as expected: a pass, a failing control, a refusal
 
 
 @pytest.mark.slow
