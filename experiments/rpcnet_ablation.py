@@ -9,6 +9,13 @@ the first seed is saved and scored through `boundaryseg eval`, without and with 
     .venv/bin/python experiments/rpcnet_ablation.py --steps 3000 --seeds 0 1 2          # the full run (not run yet: see below)
     .venv/bin/python experiments/rpcnet_ablation.py --steps 4 --seeds 0 --variants base full --out /tmp/smoke.json   # a smoke run
 
+Table 1's first direction (+ duality loss) from ImageNet weights, one process per arm, then joined (what was run):
+
+    for v in base duality; do .venv/bin/python experiments/rpcnet_ablation.py --steps 300 --seeds 0 1 2 --variants $v \
+        --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 --out experiments/results/rpcnet_duality_$v.json & done; wait
+    .venv/bin/python experiments/rpcnet_ablation.py --steps 300 --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 \
+        --merge experiments/results/rpcnet_duality_base.json experiments/results/rpcnet_duality_duality.json --out experiments/results/rpcnet_duality.json
+
 Testbed. The boundary density is close to Cityscapes', where the earlier 64x128 testbed (radius-2 targets) was not:
 synthetic frames at 256x512 with radius-1 boundary targets give 0.8% boundary entries (measured by the script and
 stored as `testbed.boundary_density`), against 0.29% on a full-resolution Cityscapes frame at radius 2 and 4.3% on
@@ -180,14 +187,26 @@ def main():
     ap.add_argument('--work', default=str(ROOT/'runs'/'rpcnet_ablation'))
     ap.add_argument('--cli', action='store_true', help='also save the full model of the first seed and score it with boundaryseg eval (+ --nms)')
     ap.add_argument('--out', default=str(HERE/'results'/'rpcnet_ablation.json'))
+    ap.add_argument('--merge', nargs='*', help='JSON files of runs of this setting (e.g. one process per variant) to join into --out, then exit')
     a = ap.parse_args()
     a.root = a.root or str(ROOT/'data'/f'synthetic_{a.image_size[0]}x{a.image_size[1]}_{n_train(a)}_{a.n_val}')
     torch.set_num_threads(1)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = json.loads(out.read_text()).get('runs', []) if out.exists() else []  # resume an interrupted run of the same setting
-    setting = {k: v for k, v in vars(a).items() if k not in ('out', 'work', 'root', 'cli')}
-    same = lambda st: {k: v for k, v in st.items() if k not in ('variants', 'seeds')}
+    setting = {k: v for k, v in vars(a).items() if k not in ('out', 'work', 'root', 'cli', 'merge')}
+    same = lambda st: {k: v for k, v in st.items() if k not in ('variants', 'seeds', 'merge')}
+    if a.merge:
+        parts = [json.loads(Path(f).read_text()) for f in a.merge]
+        for f, p in zip(a.merge, parts):
+            if same(p['setting']) != same(setting): raise SystemExit(f"{f} holds runs of another setting: {same(p['setting'])} (this: {same(setting)})")
+        runs = [r for p in parts for r in p['runs']]
+        res = dict(setting=dict(setting, variants=sorted({r['variant'] for r in runs}, key=list(VARIANTS).index), seeds=sorted({r['seed'] for r in runs})),
+                   recipe=parts[0]['recipe'], paper=PAPER, machine=parts[0]['machine'], torch=parts[0]['torch'], testbed=parts[0].get('testbed'),
+                   runs=runs, merged_from=[str(f) for f in a.merge])
+        res.update(summary=summarise(runs), directions=directions(summarise(runs), runs))
+        out.write_text(json.dumps(res, indent=1))
+        return print(json.dumps(res['directions'], indent=1))
     if done and same(json.loads(out.read_text()).get('setting', {})) != same(setting):
         raise SystemExit(f"{out} holds runs of another setting (steps, testbed, ...): pass another --out")
     runs = [r for r in done if r['variant'] in a.variants and r['seed'] in a.seeds]
