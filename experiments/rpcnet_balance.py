@@ -1,8 +1,8 @@
 """RPCNet's loss balance (issue 19, defects 1 and 3): for each loss term (cross-entropy `seg`, duality, boundary `edge`)
 its weighted value, the norm of its gradient at the output logits and at the backbone's deepest stage, and the cosine of
 that gradient with the cross-entropy's, at initialisation and after N training steps, for the library's earlier loss
-defaults ('before') and the repaired ones ('after'), plus the two half-way duality variants that the choice was made
-from. Plain `torch.autograd.grad` on one fixed batch: a small script, to be replaced by the library's loss-balance
+defaults ('before') and the repaired ones ('after'), plus the half-way duality variants that the choice was made
+from (and 'grad_boundary', the first repair's per-image normalisation, which the monitor later showed spiking). Plain `torch.autograd.grad` on one fixed batch: a small script, to be replaced by the library's loss-balance
 monitor when it lands.
 
     .venv/bin/python experiments/rpcnet_balance.py                       # the committed run (CPU, about 6 CPU-minutes)
@@ -33,7 +33,8 @@ CONFIGS = {
     'before': dict(duality_target='band', duality_norm='entries', edge_norm='none'),
     'band_boundary': dict(duality_target='band', duality_norm='boundary'),
     'grad_entries': dict(duality_target='grad', duality_norm='entries'),
-    'after': dict(duality_target='grad', duality_norm='boundary'),
+    'grad_boundary': dict(duality_target='grad', duality_norm='boundary'),  # the first repair: each image over its own mass
+    'after': dict(duality_target='grad', duality_norm='batch'),  # the default: each image over the batch's mean mass
 }
 BASE_KW = dict(radius=2, duality_radius=1)  # the rpcnet recipe's targets
 
