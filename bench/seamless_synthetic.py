@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from boundaryseg.core import set_seed  # noqa: E402
 from fastai.callback.core import Callback, CancelFitException  # noqa: E402
 from boundaryseg.panoptic.data import panoptic_dataloaders  # noqa: E402
+from boundaryseg.panoptic.fusion import scaled_stuff_area  # noqa: E402
 from boundaryseg.data.datasets import get_dataset  # noqa: E402
 from boundaryseg.learner import seg_learner  # noqa: E402
 from boundaryseg.inference import save_model  # noqa: E402
@@ -45,7 +46,7 @@ SYNTHETIC = dict(image_size=(256, 512), short=256, scale=(0.5, 2.0), max_long=20
 
 
 def budget_model_kw(h, w, anchor_scale=SYNTHETIC['anchor_scale'], ratios=SYNTHETIC['ratios']):
-    return dict(width=128, anchor_scale=anchor_scale, ratios=tuple(ratios), min_stuff_area=max(1, round(4096 * h * w / (1024 * 2048))),
+    return dict(width=128, anchor_scale=anchor_scale, ratios=tuple(ratios), min_stuff_area=scaled_stuff_area((h, w)),
                 roi_kw=dict(n_samples=128, fc=256, conv=128), rpn_kw=dict(pre_nms=(2000, 1000), post_nms=(500, 300)))
 
 

@@ -119,6 +119,7 @@ def run_check(name, cfg, steps, device, root, bs, size, width, lr):
     from boundaryseg.core import set_seed
     from boundaryseg.learner import seg_learner
     from boundaryseg.models.registry import arch_spec, seg_model
+    from boundaryseg.panoptic.fusion import scaled_stuff_area
 
     class SkipValid(Callback):
         "Training steps only: the batch is scored once at the end."
@@ -135,7 +136,7 @@ def run_check(name, cfg, steps, device, root, bs, size, width, lr):
     set_seed(0)
     dls = fixed_batch(root, bs, size, device, spec_a.inputs)
     kw = dict(cfg['kw'], width=width)
-    if cfg.get('scale_stuff_area'): kw['min_stuff_area'] = max(1, round(4096 * size[0] * size[1] / (1024 * 2048)))
+    if cfg.get('scale_stuff_area'): kw['min_stuff_area'] = scaled_stuff_area(size)
     if 'thing' in spec_a.defaults: kw['thing'] = dls.spec.thing.tolist()
     model = _control(seg_model(cfg['arch'], backbone='test_resnet', n_classes=dls.spec.n_classes, **kw), cfg.get('control'))
     tasks = model.spec.tasks

@@ -195,7 +195,7 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     done = json.loads(out.read_text()).get('runs', []) if out.exists() else []  # resume an interrupted run of the same setting
     setting = {k: v for k, v in vars(a).items() if k not in ('out', 'work', 'root', 'cli', 'merge')}
-    same = lambda st: {k: v for k, v in st.items() if k not in ('variants', 'seeds', 'merge')}
+    same = lambda st: {k: v for k, v in st.items() if k not in ('variants', 'seeds')}
     if a.merge:
         parts = [json.loads(Path(f).read_text()) for f in a.merge]
         for f, p in zip(a.merge, parts):
