@@ -9,6 +9,7 @@ data pipeline (synthetic images, augmentation, boundary targets) when --data is 
 
     .venv/bin/python bench/bench_step.py [--threads 2] [--steps 4] [--data data/synthetic]
     .venv/bin/python bench/bench_step.py --configs fast --compile   # eager vs torch.compile (inductor) for the fast model
+    .venv/bin/python bench/bench_step.py --fuse                       # the CASENet fuse alone: GroupedFuse vs the grouped conv
 """
 import argparse, time, warnings
 import torch
@@ -19,6 +20,7 @@ ap.add_argument('--steps', type=int, default=4, help='timed steps per model (aft
 ap.add_argument('--data', default=None, help='a synthetic dataset folder: also time the data pipeline per batch')
 ap.add_argument('--configs', default='fast,long')
 ap.add_argument('--compile', action='store_true', help="also time the fast model under torch.compile (inductor, CPU): compile time and seconds per step beside eager, same process")
+ap.add_argument('--fuse', action='store_true', help="only time the CASENet fuse (layers.GroupedFuse) against the grouped 1x1 conv of the sliced concatenation it stands for, at the main job's shapes")
 ap.add_argument('--precision', default='auto', help="auto (what the main job runs: the recipe's mixed_precision on this CPU), fp32, bf16, or both (fp32 and bf16)")
 a = ap.parse_args()
 warnings.filterwarnings('ignore')
@@ -39,6 +41,26 @@ def batch(rec, n_classes=19, seed=0):
     y = torch.nn.functional.interpolate(low, size=(h, w), mode='nearest')[:, 0].long()
     return x, y
 
+def time_fuse(reps=7):
+    "Forward + backward of the main job's CASENet fuse (K=19, n=4, its batch at full crop size): GroupedFuse vs conv(sliced_concat)."
+    from boundaryseg.models.layers import GroupedFuse, sliced_concat
+    rec = get_recipe(MAIN_CONFIGS['fast']['recipe'])
+    amp = bool(_mixed_precision(rec.mixed_precision)) if a.precision == 'auto' else a.precision == 'bf16'
+    f, (h, w) = GroupedFuse(19, 4), rec.crop
+    maps = [torch.randn(rec.bs, k, h, w).contiguous(memory_format=torch.channels_last).requires_grad_() for k in (19, 1, 1, 1)]
+    arms = {'conv(sliced_concat)': lambda: f.conv(sliced_concat(maps)), 'GroupedFuse': lambda: f(maps)}
+    ts = {k: [] for k in arms}
+    for _ in range(reps):
+        for k, fn in arms.items():  # alternated, so both see the same machine
+            t = time.time()
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp): o = fn()
+            o.float().square().mean().backward()
+            ts[k].append(time.time() - t)
+    med = {k: sorted(v)[len(v) // 2] for k, v in ts.items()}
+    print(f"CASENet fuse, {rec.bs}x(19+3)x{h}x{w}, {'bf16 autocast' if amp else 'fp32'}, forward+backward, median of {reps}: "
+          + ', '.join(f"{k} {v * 1e3:.1f} ms" for k, v in med.items()) + f"; ratio {med['conv(sliced_concat)'] / med['GroupedFuse']:.2f}x")
+
+if a.fuse: time_fuse(); raise SystemExit
 res, per_image = {}, {}
 precs = ['fp32', 'bf16'] if a.precision == 'both' else [a.precision]
 runs = [(n, p) for n in a.configs.split(',') for p in precs]

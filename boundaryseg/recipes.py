@@ -39,6 +39,7 @@ class Recipe:
     loss_kw:dict=field(default_factory=dict) # options for the loss factories (e.g. radius)
     crop:tuple=(512, 1024) # training crop (H, W)
     bs:int=8 # batch size
+    class_uniform:float=0. # probability of a class-uniform training crop (`data.transforms.class_box`)
     iters:int=None # the paper's training length in iterations (information)
     epochs:int=None # the paper's training length in epochs (information)
     mixed_precision:object=False # see `learner.seg_learner`
@@ -51,6 +52,7 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r}: lr and head_lr_mult must be positive, wd and min_lr non-negative")
         if any(not 0 < m < 1 for m in self.milestones): raise ValueError(f"recipe {self.name!r}: milestones are fractions in (0, 1); got {self.milestones}")
         if self.warmup < 0 or not 0 < self.warmup_ratio <= 1: raise ValueError(f"recipe {self.name!r}: warmup >= 0 and warmup_ratio in (0, 1]")
+        if not 0 <= self.class_uniform <= 1: raise ValueError(f"recipe {self.name!r}: class_uniform is a probability in [0, 1]; got {self.class_uniform}")
 
     def warmup_iters(self, total:int) -> float:
         "Warm-up iterations in a run of `total`: `warmup` scaled by total/iters when the recipe states its length, as the milestones are."

@@ -27,7 +27,16 @@ ARMS = {
     'upsampled2x': ({'lr': 4e-3}, {'scale': [1.0, 4.0]}, 2.),
     'no_boundary_head_lr4e-3': ({'lr': 4e-3, 'boundary_head': None}, {}, 1.),
     'bs4_lr4e-3': ({'lr': 4e-3}, {'bs': 4}, 1.),
+    # second stage, relative to the chosen configuration ('bs4_lr4e-3', run for the job's 43 epochs: `--epochs 43`)
+    'class_uniform0.5': ({'lr': 4e-3}, {'bs': 4, 'class_uniform': 0.5}, 1.),
+    'class_uniform1': ({'lr': 4e-3}, {'bs': 4, 'class_uniform': 1.}, 1.),
+    'class_weight_none': ({'lr': 4e-3, 'class_weight': None}, {'bs': 4}, 1.),
+    'backbone_lr4e-4_head_x10': ({'lr': 4e-4, 'head_lr_mult': 10.}, {'bs': 4}, 1.),
 }
+
+def _per_class(iou, classes):
+    items = iou.items() if isinstance(iou, dict) else zip(classes, [float(v) for v in iou])
+    return {k: None if v is None or v != v else round(float(v), 4) for k, v in items}
 
 def run_arm(name, epochs, seed, root, device, threads):
     "Train one arm in this process; return its result row."
@@ -46,6 +55,10 @@ def run_arm(name, epochs, seed, root, device, threads):
     set_seed(seed)
     dls = seg_dataloaders('synthetic', root, seed=seed, n_train=100, n_val=20, device=device, **dl)
     kw = dict(dict(recipe=cfg['recipe'], boundary_head='casenet', lr=2e-3), **kw)
+    from boundaryseg.recipes import RECIPE_FIELDS
+    import dataclasses
+    unset = {k: None for k, v in kw.items() if v is None and k in RECIPE_FIELDS}  # e.g. class_weight=None: no class weights
+    if unset: kw = dict({k: v for k, v in kw.items() if k not in unset}, recipe=dataclasses.replace(rec, **unset))
     learn = seg_learner(dls, arch=cfg['arch'], backbone=cfg['backbone'], pretrained=parse_pretrained(cfg['pretrained']),
                         path=f'/tmp/main_job_tuning/{name}', checkpoint=None, monitor=0, cbs=[ValidEvery(0), ChannelsLast()], **kw)
     t = time.time()
@@ -57,8 +70,12 @@ def run_arm(name, epochs, seed, root, device, threads):
         e = evaluate(learn.model.eval(), dls.valid.dataset.reader, dls.spec.n_classes, spec=dls.spec, tols=(), biou_widths=(),
                      progress=False, scales=(test_scale,))
         miou = float(e['miou'])
-    return dict(arm=name, seed=seed, epochs=epochs, steps=epochs * len(dls.train), train_s=round(train_s, 1), miou=round(miou, 4),
-                learner=kw, data={k: list(v) if isinstance(v, tuple) else v for k, v in dl.items()}, test_scale=test_scale, device=device,
+    from boundaryseg.inference import evaluate  # the same at test time with a horizontal flip (mean of both logits)
+    ef = evaluate(learn.model.eval(), dls.valid.dataset.reader, dls.spec.n_classes, spec=dls.spec, tols=(), biou_widths=(), progress=False,
+                  scales=(test_scale,), flip=True)
+    return dict(arm=name, seed=seed, epochs=epochs, steps=epochs * len(dls.train), train_s=round(train_s, 1), miou=round(miou, 4), miou_flip=round(float(ef['miou']), 4),
+                iou_flip=_per_class(ef['iou'], dls.spec.classes),
+                learner={k: (v.name if k == 'recipe' and not isinstance(v, str) else v) for k, v in kw.items()} | ({'unset': sorted(unset)} if unset else {}), data={k: list(v) if isinstance(v, tuple) else v for k, v in dl.items()}, test_scale=test_scale, device=device,
                 threads=threads, load=os.getloadavg()[0])
 
 if __name__ == '__main__':

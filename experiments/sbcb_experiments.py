@@ -14,9 +14,13 @@ training the edge loss's positive weight and clamped share are recorded per run.
     python experiments/sbcb_experiments.py --steps 3000 --seeds 0 1 2          # the full run (not run here)
     python experiments/sbcb_experiments.py --configs base sbcb --seeds 0 --steps 2 --n_train 8 --n_val 2 --out /tmp/x.json   # a smoke run
     python experiments/sbcb_experiments.py --device cuda --steps 20000
+    # ImageNet EfficientNet-Lite0 (the papers start from ImageNet), one process per config beside each other, then joined:
+    python experiments/sbcb_experiments.py --configs base --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 --output_stride 32 --bs 4 --steps 300 --out /tmp/sb_base.json &
+    python experiments/sbcb_experiments.py --configs sbcb --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 --output_stride 32 --bs 4 --steps 300 --out /tmp/sb_sbcb.json; wait
+    python experiments/sbcb_experiments.py --merge /tmp/sb_base.json /tmp/sb_sbcb.json --out experiments/results/sbcb_lite0.json
 
-Each run: `seg_dataloaders('synthetic', targets='auto')`, ResNet-18 at output stride 8 from scratch (no pretrained
-weights offline), the `main` recipe without the FCN auxiliary head and with radius-1 targets (AdamW 2e-3, poly, sqrt
+Each run: `seg_dataloaders('synthetic', targets='auto')`, by default ResNet-18 at output stride 8 from scratch
+(`--backbone`, `--pretrained`, `--output_stride` choose others, e.g. the ImageNet EfficientNet-Lite0 of `models.weights`), the `main` recipe without the FCN auxiliary head and with radius-1 targets (AdamW 4e-3, poly, sqrt
 class weights; the SBCB recipe's SGD 0.01 is tuned for ImageNet-pretrained backbones), `width` 32, `--steps` steps of
 batch 8, then evaluation on the validation scenes at full resolution: mIoU, boundary F (3, 5, 9, 12 px), and MF-ODS
 (the Cityscapes "thin" protocol, see PROTOCOL; 33 thresholds) of the `edge` output (the SBCB head kept in eval for
@@ -74,13 +78,19 @@ def run(name, seed, a):
     stop = StopAfter(a.steps)
     with tempfile.TemporaryDirectory() as d:
         # metrics=[]: scores are computed once at the end (the detectors' per-epoch MF-ODS would double their time)
-        learn = seg_learner(dls, arch, backbone='resnet18', recipe=rec, width=a.width, path=d, checkpoint=None, metrics=[], **mk)
+        from boundaryseg.models.weights import parse_pretrained
+        from boundaryseg.monitor import LossBalance
+        learn = seg_learner(dls, arch, backbone=a.backbone, pretrained=parse_pretrained(a.pretrained), recipe=rec, width=a.width,
+                            output_stride=a.output_stride, path=d, checkpoint=None, metrics=[], monitor=a.monitor, **mk)
         t = time.time()
         learn.fit(-(-a.steps // len(dls.train)), cbs=[stop])
         train_s = time.time() - t
     t = time.time()
     with boundary_outputs(learn.model) as m: res = evaluate(m, dls.valid.dataset.reader, 19, progress=False, thresholds=33, edge_protocol=PROTOCOL)
     out = dict(config=name, seed=seed, steps=int(learn.train_iter), train_s=round(train_s, 1), eval_s=round(time.time() - t, 1))
+    lb = [c for c in learn.cbs if isinstance(c, LossBalance)]
+    if lb and lb[0].rows:  # the loss-balance monitor's rows (every --monitor steps): weighted value, gradient norms, share, cosine per term
+        out['balance'] = [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in lb[0].rows]
     if stop.pw: out.update(edge_pos_weight_median=round(float(np.median(stop.pw)), 2), edge_clamped_share=round(float(np.mean(stop.clamped)), 3))
     if 'miou' in res: out.update(miou=float(res['miou']), acc=float(res['acc']), bf=dict(zip(map(str, res['bf_tols']), map(float, res['bf']))),
                                  iou=[float(v) for v in res['iou']])
@@ -129,10 +139,22 @@ def main():
     ap.add_argument('--n_val', type=int, default=20)
     ap.add_argument('--root', default='data/synthetic_256x512')
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--backbone', default='resnet18', help='timm backbone (the papers start from ImageNet: e.g. tf_efficientnet_lite0 with --pretrained efficientnet-lite0)')
+    ap.add_argument('--pretrained', default='none', help="backbone weights: none, timm, a file, or a registered source (models.weights)")
+    ap.add_argument('--output_stride', type=int, default=8)
+    ap.add_argument('--monitor', type=int, default=50, help='loss-balance measurement every N steps (stored per run)')
+    ap.add_argument('--merge', nargs='*', default=None, help='join the runs of these JSON files into --out (one process per config, run beside each other) and exit')
     ap.add_argument('--out', default=str(HERE / 'results' / 'sbcb_experiments.json'))
     a = ap.parse_args()
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if a.merge is not None:
+        parts = [json.loads(Path(f).read_text()) for f in a.merge]
+        setups = {json.dumps({k: v for k, v in p['setup'].items()}, sort_keys=True) for p in parts}
+        if len(setups) > 1: raise SystemExit(f"--merge: the files were run with different setups: {sorted(setups)}")
+        runs = [r for p in parts for r in p['runs']]
+        out.write_text(json.dumps(dict(runs=runs, summary=summary(runs), setup=parts[0]['setup']), indent=1))
+        print(json.dumps(summary(runs), indent=1)); return
     data = json.loads(out.read_text()) if out.exists() else {'runs': []}
     done = {(r['config'], r['seed'], r['steps']) for r in data['runs']}
     for seed in a.seeds:
@@ -141,7 +163,7 @@ def main():
             r = run(c, seed, a)
             data['runs'].append(r)
             data['summary'] = summary([x for x in data['runs'] if x['steps'] == a.steps])
-            data['setup'] = dict(steps=a.steps, width=a.width, crop=a.crop, bs=a.bs, radius=a.radius, backbone='resnet18', output_stride=8,
+            data['setup'] = dict(steps=a.steps, width=a.width, crop=a.crop, bs=a.bs, radius=a.radius, backbone=a.backbone, pretrained=a.pretrained, output_stride=a.output_stride, monitor=a.monitor,
                                  recipe='main (aux off, radius %g)' % a.radius, n_train=a.n_train, n_val=a.n_val, image_size=a.image_size, device=a.device,
                                  sbd_protocol='thin GT (radius 1, thinned), thinned predictions, full resolution, max_dist 0.0035 (2 px)', thresholds=33)
             out.write_text(json.dumps(data, indent=1))

@@ -221,7 +221,7 @@ def main_cmd(out:str='report', # report folder
     r = learn.recipe
     config = dict(learn.model.config, config=config, pretrained=pretrained if isinstance(pretrained, (bool, str)) else str(pretrained),
                   size=list(sz), bs=learn.dls.train.bs, epochs=epochs, steps=epochs * len(learn.dls.train), valid_every=valid_every,
-                  recipe=r.name, opt=r.opt, lr=r.lr, wd=r.wd, head_lr_mult=r.head_lr_mult, class_weight=r.class_weight,
+                  recipe=r.name, opt=r.opt, lr=r.lr, wd=r.wd, head_lr_mult=r.head_lr_mult, class_weight=r.class_weight, class_uniform=r.class_uniform,
                   mixed_precision=r.mixed_precision, n_train=n_train, n_val=n_val, seed=seed, root=str(root))
     with atomic_write(out/'metrics.json', 'w') as f:
         json.dump(dict(s, unlearned=unlearned, seconds={k: round(v, 1) for k, v in times.items()}, config=config, figures=figs), f, indent=1)

@@ -243,6 +243,7 @@ RECIPE_OPTIONS = {  # option -> (type, help)
     'min_lr': (float, "poly schedule floor (SBCB: 1e-4)"),
     'power': (float, "poly exponent"),
     'warmup': (int, "iterations of linear warm-up"),
+    'class_uniform': (float, "probability that a training crop is drawn around a pixel of a class picked uniformly among the image's (class-uniform sampling)"),
     'class_weight': (str, f"cross-entropy class weights from the training masks: none, {', '.join(REGISTRY_NAMES['class_weights'])}"),
     'mixed_precision': (str, "no, auto (fp16 on CUDA, bf16 on CPUs that compute it natively), bf16 or fp16"),
     'width': (int, "channels of the decode head and of the neck's branches (default: the architecture's)"),

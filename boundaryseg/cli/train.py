@@ -82,7 +82,7 @@ def fit_model(data:str, root, arch:str, backbone:str, size, bs:int, epochs:int, 
     # panoptic models train on (mask, inst); the others take every target the reader has ('auto': mask, inst, void)
     targets = ('mask', 'inst') if 'panoptic' in arch_spec(arch).tasks else 'auto'
     inputs = arch_spec(arch).inputs  # label fields the model reads besides the image (MSCI: super-pixels)
-    def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, targets=targets, inputs=inputs,
+    def dls_for(sz): return seg_dataloaders(data, root, size=sz, bs=bs, num_workers=workers, seed=seed, targets=targets, inputs=inputs, class_uniform=rec.class_uniform,
                                          train_split=splits[0], valid_split=splits[1], **data_kw)
     try: dls = dls_for(size)
     except ValueError as e:

@@ -87,6 +87,7 @@ def seg_dataloaders(name:str='synthetic', # a registered dataset: 'synthetic', '
                     inputs=(), # label fields the model takes after the image (e.g. ('sp',))
                     providers:dict=None, # field -> provider for fields the reader lacks (default `FIELD_PROVIDERS`)
                     scale=(0.5, 2.0), # random scale range; None disables scaling and cropping
+                    class_uniform:float=0., # probability of a class-uniform crop window (`transforms.class_box`)
                     flip:bool=True, # random horizontal flip
                     photometric:bool=True, # photometric distortion
                     train_split:str='train', valid_split:str='val', # split names
@@ -104,7 +105,7 @@ def seg_dataloaders(name:str='synthetic', # a registered dataset: 'synthetic', '
     if not allow_pad and (size[0] > h or size[1] > w):
         raise DataError(f"crop {size[0]}x{size[1]} (HxW) is larger than the images ({h}x{w}, e.g. {readers[0].items[0]}); "
                         f"use a smaller --size or allow_pad=True")
-    augs = [RandScaleCrop(size, ratio_range=scale, seed=seed)] if scale else []
+    augs = [RandScaleCrop(size, ratio_range=scale, class_uniform=class_uniform, seed=seed)] if scale else []
     augs += [RandFlip(seed=seed)] if flip else []
     augs += [PhotoMetric(seed=seed)] if photometric else []
     after_batch = [IntToFloatTensor(), Normalize.from_stats(*imagenet_stats)]

@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['LABEL_FIELDS', 'FIELD_TYPES', 'TensorInstance', 'TensorVoid', 'TensorSuperpixels', 'field_of', 'sample_to_tensors',
            'check_sample', 'nearest_index', 'resize_nearest', 'resize_sample', 'scaled_size', 'scale_crop', 'crop_pad',
-           'crop_box', 'rand_scale_crop', 'hflip', 'rand_flip', 'rgb_to_hsv', 'hsv_to_rgb', 'photometric_params',
-           'apply_photometric', 'photometric', 'SegAugment', 'RandScaleCrop', 'RandFlip', 'PhotoMetric', 'AugEpoch']
+           'crop_box', 'class_box', 'rand_scale_crop', 'hflip', 'rand_flip', 'rgb_to_hsv', 'hsv_to_rgb',
+           'photometric_params', 'apply_photometric', 'photometric', 'SegAugment', 'RandScaleCrop', 'RandFlip',
+           'PhotoMetric', 'AugEpoch']
 
 # %% ../../nbs/01c_data.transforms.ipynb #db27ae0d
 import zlib
@@ -204,6 +205,22 @@ def crop_box(hw:tuple, # (h, w) of the (rescaled) image
             box = draw()
     return box
 
+def class_box(hw:tuple, # (h, w) of the (rescaled) image
+              size:tuple, # crop (h, w)
+              rng:torch.Generator, # randomness
+              scaled_mask:torch.Tensor, # (h, w) mask of the rescaled image
+              ignore_index:int=IGNORE_INDEX, # not a class
+             ) -> tuple: # (top, left), or None when the mask has no labelled pixel
+    "Class-uniform sampling: a window holding a random pixel of a class drawn uniformly from the classes in `scaled_mask`, the pixel uniform inside it."
+    (H, W), (ch, cw) = hw, _size2(size)
+    m = scaled_mask
+    cls = torch.unique(m[m != ignore_index])
+    if not len(cls): return None
+    ys, xs = torch.nonzero(m == cls[_randint(rng, 0, len(cls) - 1)], as_tuple=True)
+    k = _randint(rng, 0, len(ys) - 1)
+    y, x = int(ys[k]), int(xs[k])
+    return (_randint(rng, max(0, y - ch + 1), min(y, max(H - ch, 0))), _randint(rng, max(0, x - cw + 1), min(x, max(W - cw, 0))))
+
 # %% ../../nbs/01c_data.transforms.ipynb #ccbad052
 def rand_scale_crop(s:dict, # tensor sample
                     size, # crop (h, w) or int
@@ -213,15 +230,19 @@ def rand_scale_crop(s:dict, # tensor sample
                     cat_max_ratio:float=1., # SBCB's Cityscapes config uses 0.75
                     ignore_index:int=IGNORE_INDEX, # mask value of padding, not counted by `cat_max_ratio`
                     img_pad=0, # image value of padding: a number, 3 numbers or 'mean'
+                    class_uniform:float=0., # probability of a class-uniform window (`class_box`) instead of a uniform one
                    ) -> dict: # sample of exactly `size`
-    "mmseg's RandomResize + RandomCrop + Pad in one step: only the crop window is ever resampled."
+    "mmseg's RandomResize + RandomCrop + Pad in one step (optionally class-uniform windows): only the crop window is ever resampled."
     check_sample(s)
     size = _size2(size)
     hw = scaled_size(tuple(s['img'].shape[1:]), _uniform(rng, *ratio_range), base_size)
     iy, ix = nearest_index(s['img'].shape[1], hw[0]), nearest_index(s['img'].shape[2], hw[1])
     m = s['mask']
     crop_mask = lambda t, l: m[iy[t:t + size[0], None].to(m.device), ix[None, l:l + size[1]].to(m.device)]
-    top, left = crop_box(hw, size, rng, crop_mask, cat_max_ratio, ignore_index)
+    box = None
+    if class_uniform > 0 and _uniform(rng, 0., 1.) < class_uniform:  # no draw at all when off: the other settings' streams are unchanged
+        box = class_box(hw, size, rng, m[iy[:, None].to(m.device), ix[None, :].to(m.device)], ignore_index)
+    top, left = box or crop_box(hw, size, rng, crop_mask, cat_max_ratio, ignore_index)
     return scale_crop(s, hw, top, left, size, ignore_index, img_pad)
 
 # %% ../../nbs/01c_data.transforms.ipynb #e057c813
@@ -332,11 +353,12 @@ class RandScaleCrop(SegAugment):
     "Random rescale (ratio in `ratio_range`) and crop to `size` with ignore padding, as `rand_scale_crop`."
     order = 6
     def __init__(self, size, ratio_range=(0.5, 2.0), base_size=None, cat_max_ratio:float=1., ignore_index:int=IGNORE_INDEX,
-                 img_pad=0, seed:int=None):
+                 img_pad=0, class_uniform:float=0., seed:int=None):
         super().__init__(seed)
-        store_attr('size,ratio_range,base_size,cat_max_ratio,ignore_index,img_pad')
+        store_attr('size,ratio_range,base_size,cat_max_ratio,ignore_index,img_pad,class_uniform')
     def apply(self, s, rng):
-        return rand_scale_crop(s, self.size, rng, self.ratio_range, self.base_size, self.cat_max_ratio, self.ignore_index, self.img_pad)
+        return rand_scale_crop(s, self.size, rng, self.ratio_range, self.base_size, self.cat_max_ratio, self.ignore_index, self.img_pad,
+                               self.class_uniform)
 
 class RandFlip(SegAugment):
     "Horizontal flip with probability `p` of image, mask and instances."

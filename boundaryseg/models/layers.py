@@ -72,17 +72,22 @@ class SideConv(nn.Module):
     def forward(self, x, size, extra=None): return self.up(self.reduce(x), size, extra)
 
 # %% ../../nbs/10_models.layers.ipynb #47cffc31
-def sliced_concat(maps:list, # (B,K,H,W) and (B,1,H,W) tensors of one size, in the order of each group
-                 ) -> torch.Tensor: # (B, K*n, H, W): [m[:,0] for m in maps], [m[:,1] ...], ...
-    "CASENet's sliced concatenation: for each class, its channel of every K-channel map and every single-channel map."
+def _sliced_k(maps:list) -> int:
+    "K of maps that can be concatenated slice by slice; refuses other shapes."
     K = max(m.shape[1] for m in maps)
     bad = [tuple(m.shape) for m in maps if m.shape[1] not in (1, K) or m.shape[-2:] != maps[0].shape[-2:] or m.shape[0] != maps[0].shape[0]]
     if bad: raise ValueError(f"sliced_concat: maps must be (B,{K},H,W) or (B,1,H,W) of one size; got {[tuple(m.shape) for m in maps]}")
+    return K
+
+def sliced_concat(maps:list, # (B,K,H,W) and (B,1,H,W) tensors of one size, in the order of each group
+                 ) -> torch.Tensor: # (B, K*n, H, W): [m[:,0] for m in maps], [m[:,1] ...], ...
+    "CASENet's sliced concatenation: for each class, its channel of every K-channel map and every single-channel map."
+    K = _sliced_k(maps)
     B, H, W = maps[0].shape[0], *maps[0].shape[-2:]
     return torch.stack([m.expand(B, K, H, W) for m in maps], 2).reshape(B, K * len(maps), H, W)
 
 class GroupedFuse(nn.Module):
-    "The fuse layer of CASENet / DDS (and RPCNet's ∇M fusion): sliced concatenation, then a 1x1 conv with K groups."
+    "The fuse layer of CASENet / DDS (and RPCNet's ∇M fusion): sliced concatenation, then a 1x1 conv with K groups; computed without the concatenation."
     def __init__(self, n_classes:int, # K
                  n_maps:int, # n: maps per class group
                  bias:bool=False, # SBCB code: CASENet False, DDS True; RPCNet [U] True
@@ -93,7 +98,12 @@ class GroupedFuse(nn.Module):
 
     def forward(self, maps:list):
         if len(maps) != self.n_maps: raise ValueError(f"GroupedFuse: expected {self.n_maps} maps, got {len(maps)}")
-        return self.conv(sliced_concat(maps))
+        K = _sliced_k(maps)
+        w = self.conv.weight.reshape(K, self.n_maps, 1, 1)  # group k: w[k, j] times its slice of map j
+        out = None if self.conv.bias is None else self.conv.bias.view(K, 1, 1)
+        for j, m in enumerate(maps):  # a (B,1,H,W) map broadcasts over the K groups
+            out = m * w[:, j] if out is None else torch.addcmul(out, m, w[:, j])
+        return out
 
 # %% ../../nbs/10_models.layers.ipynb #8ebaf6be
 LSTM_OUTPUTS = ('standard', 'literal')
