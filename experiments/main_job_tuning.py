@@ -8,6 +8,12 @@ Arms run in parallel processes of one thread each (`--jobs`); results are append
     python experiments/main_job_tuning.py --epochs 20 --jobs 2                 # every arm, 240 steps each (batch 4: 500)
     python experiments/main_job_tuning.py --arms base lr4e-3 --epochs 40       # some arms
     python experiments/main_job_tuning.py --device cuda --epochs 50 --jobs 1
+    # the second screening, relative to the job as chosen (batch 4, lr 4e-3), 43 epochs, flip-TTA mIoU and per-class IoU too:
+    python experiments/main_job_tuning.py --arms bs4_lr4e-3 class_uniform0.5 class_uniform1 class_weight_none backbone_lr4e-4_head_x10 \
+        --epochs 43 --jobs 2 --out experiments/results/main_job_tuning_stage2.jsonl
+
+Every arm's row also holds `miou_flip` and `iou_flip`: the same model evaluated with a left-right flip at test time
+(`inference.evaluate(..., flip=True)`).
 """
 import argparse, json, os, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor

@@ -31,6 +31,7 @@ def test_fast_config_tiny(tmp_path):
     assert (c['config'], c['arch'], c['backbone'], c['pretrained'], c['output_stride'], c['width']) == \
            ('fast', 'deeplabv3plus', 'tf_efficientnet_lite0', 'efficientnet-lite0', 32, 64)
     assert c['boundary_head'] == 'casenet' and c['steps'] == 6 and c['valid_every'] == 0 and 0 <= met['edge']['mf_ods'] <= 1
+    assert c['flip'] is True and c['class_uniform'] == 0  # evaluated with the left-right flip; uniform crops
     assert re.search(r'^ETA: \d+\.\d\d s per step, 2 steps left: .*\(plus one validation pass after the last epoch\)', r.stdout, re.M), r.stdout[-2000:]
     assert 'classes still unlearned (IoU < 0.5):' in r.stdout or 'every class present reaches IoU 0.5' in r.stdout
     assert all({'cls', 'iou', 'share', 'width', 'why'} <= set(u) for u in met['unlearned'])
@@ -45,3 +46,4 @@ def test_long_config_tiny(tmp_path):
     c = json.loads((tmp_path/'report'/'metrics.json').read_text())['config']
     assert (c['arch'], c['backbone'], c['pretrained'], c['width'], c['recipe'], c['valid_every']) == \
            ('fastfcn_psp', 'resnet18', False, 128, 'main_long', 1)
+    assert c['flip'] is False  # the previous job, as it was

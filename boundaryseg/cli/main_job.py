@@ -64,8 +64,8 @@ def write_figures(out, # report folder
 
 # %% ../../nbs/74_cli.main_job.ipynb #53554ab5
 MAIN_CONFIGS = {
-    'fast': dict(recipe='main', arch='deeplabv3plus', backbone='tf_efficientnet_lite0', pretrained='efficientnet-lite0', epochs=43, valid_every=0),
-    'long': dict(recipe='main_long', arch='fastfcn_psp', backbone='resnet18', pretrained='none', epochs=80, valid_every=1),
+    'fast': dict(recipe='main', arch='deeplabv3plus', backbone='tf_efficientnet_lite0', pretrained='efficientnet-lite0', epochs=48, valid_every=0, flip=True),
+    'long': dict(recipe='main_long', arch='fastfcn_psp', backbone='resnet18', pretrained='none', epochs=80, valid_every=1, flip=False),
 }
 
 # %% ../../nbs/74_cli.main_job.ipynb #bc66042b
@@ -173,6 +173,7 @@ def main_cmd(out:str='report', # report folder
              workers:int=0, # DataLoader worker processes
              seed:int=0, # random seed
              thresholds:int=33, # thresholds of the boundary head's MF-ODS (pyEdgeEval: 99)
+             flip:int=None, # evaluate with a left-right flip too (1: the mean of both predictions; default: the config's)
              **recipe, # recipe options (default recipe: the config's)
             ):
     "The main job: synthetic data, train, evaluate (mIoU, per-class IoU, boundary F-score), write a report."
@@ -185,6 +186,7 @@ def main_cmd(out:str='report', # report folder
     pretrained = cfg['pretrained'] if pretrained is None else pretrained
     epochs = epochs or cfg['epochs']
     valid_every = cfg['valid_every'] if valid_every is None else valid_every
+    flip = bool(cfg['flip'] if flip is None else flip)
     recipe['recipe'] = recipe.get('recipe') or cfg['recipe']
     if recipe.get('boundary_head') is None: recipe['boundary_head'] = 'casenet'  # the main job is boundary-aware (`--boundary_head none`: not)
     t0, out = time.time(), Path(out)
@@ -212,7 +214,7 @@ def main_cmd(out:str='report', # report folder
     t = time.time()
     with boundary_outputs(learn.model) as m:
         res = evaluate(m, ds, spec.n_classes, out=out/'predictions', spec=spec, formats=('trainIds', 'labelIds', 'color'), keep=4,
-                       thresholds=thresholds)
+                       thresholds=thresholds, flip=flip)
     times['eval'] = time.time() - t
     figs = write_figures(out, res, spec, learn, ds)
     s = scores_json(res, spec.classes)
@@ -220,7 +222,7 @@ def main_cmd(out:str='report', # report folder
     times['total'] = time.time() - t0
     r = learn.recipe
     config = dict(learn.model.config, config=config, pretrained=pretrained if isinstance(pretrained, (bool, str)) else str(pretrained),
-                  size=list(sz), bs=learn.dls.train.bs, epochs=epochs, steps=epochs * len(learn.dls.train), valid_every=valid_every,
+                  size=list(sz), bs=learn.dls.train.bs, epochs=epochs, steps=epochs * len(learn.dls.train), valid_every=valid_every, flip=flip,
                   recipe=r.name, opt=r.opt, lr=r.lr, wd=r.wd, head_lr_mult=r.head_lr_mult, class_weight=r.class_weight, class_uniform=r.class_uniform,
                   mixed_precision=r.mixed_precision, n_train=n_train, n_val=n_val, seed=seed, root=str(root))
     with atomic_write(out/'metrics.json', 'w') as f:
