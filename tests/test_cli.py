@@ -44,7 +44,7 @@ def test_help():
     r = run('train', '--help')
     assert r.returncode == 0
     for flag in ('--data', '--root', '--arch', '--backbone', '--size', '--bs', '--epochs', '--lr', '--out', '--resume', '--workers', '--seed',
-                 '--opt', '--wd', '--head_lr_mult', '--class_weight', '--width', '--mixed_precision'):
+                 '--opt', '--wd', '--head_lr_mult', '--class_weight', '--class_uniform', '--width', '--mixed_precision'):
         assert flag in r.stdout, flag
     for cmd in ('eval', 'predict', 'main'): assert run(cmd, '--help').returncode == 0
 
@@ -83,6 +83,7 @@ def test_bad_options(tmp_path):
     one_line_error(frun('train', '--opt', 'adam', cwd=tmp_path), '--opt', "'adam'")
     one_line_error(frun('main', '--class_weight', 'inverse', '--out', tmp_path/'r', cwd=tmp_path), '--class_weight', "'inverse'")
     one_line_error(frun('train', '--mixed_precision', 'fp8', cwd=tmp_path), '--mixed_precision')
+    one_line_error(frun('main', '--class_uniform', '1.5', '--out', tmp_path/'r', cwd=tmp_path), 'class_uniform is a probability')
     assert not (tmp_path/'data').exists()  # refused before any dataset was generated
     r = frun('train', '--epochs', 'many', cwd=tmp_path)
     assert r.returncode == 2 and "invalid int value: 'many'" in r.stderr and 'Traceback' not in r.stderr
