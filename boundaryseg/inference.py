@@ -407,6 +407,7 @@ def evaluate(model:nn.Module, # a segmentation (or boundary) model
             if len(examples) < keep: examples.append((img, s['mask'], pred))
             n += 1
     res = {**(sm.scores() if sm is not None else {}), 'n_images': n, 'examples': examples}
+    if sm is not None: res['cm'] = sm.counts()[0].numpy()  # (C, C+1) pixel confusion: truth x prediction (last column: predicted ignore)
     if bf is not None:
         b = bf.scores()
         res.update(bf=b['f'].numpy(), bf_class=b['f_class'].numpy(), bf_tols=list(tols))

@@ -116,8 +116,10 @@ def unlearned_classes(iou:dict, # class -> IoU (None: absent), from `scores_json
                       spec, # its `LabelSpec`
                       stride:int, # output stride of the model's logits (`logit_stride`)
                       thr:float=0.5, # IoU below which a class counts as unlearned
+                      cm=None, # (C, C+1) confusion matrix of the evaluation (`evaluate`'s 'cm'): adds what the class is taken for
+                      confused:float=0.25, # name the class most of its pixels go to when it takes this share or more
                      ) -> list: # one dict per unlearned class
-    "Classes with IoU below `thr`, with their validation pixel share, typical width and the likely reason."
+    "Classes with IoU below `thr`, with their validation pixel share, typical width, what they are taken for, and the likely reason."
     from scipy.ndimage import distance_transform_edt
     n = spec.n_classes
     counts, widths = np.zeros(n), [[] for _ in range(n)]
@@ -135,7 +137,15 @@ def unlearned_classes(iou:dict, # class -> IoU (None: absent), from `scores_json
         w = float(np.percentile(np.concatenate(widths[c]), 90))
         why = [f"rare ({100 * share[c]:.2g}% of the pixels)"] if share[c] < 0.01 else []
         if w < 2 * stride: why.append(f"thin (~{w:.0f} px wide at output stride {stride})")
-        rows.append(dict(cls=name, iou=round(float(v), 4), share=float(share[c]), width=round(w, 1), why=', '.join(why) or 'confused: plentiful and wide'))
+        row = dict(cls=name, iou=round(float(v), 4), share=float(share[c]), width=round(w, 1))
+        if cm is not None:
+            cm = np.asarray(cm)
+            other = cm[c, :n].astype(float); other[c] = 0
+            j, tot = int(other.argmax()), max(float(cm[c].sum()), 1.)
+            row.update(taken_for=spec.classes[j], taken_share=round(other[j] / tot, 4), predicted=int(cm[:n, c].sum()))
+            if other[j] / tot >= confused: why.append(f"taken for {spec.classes[j]} ({100 * other[j] / tot:.0f}% of its pixels)")
+            if row['predicted'] == 0: why.append("never predicted")
+        rows.append(dict(row, why=', '.join(why) or 'confused: plentiful and wide'))
     return rows
 
 def logit_stride(model, sz:int=64) -> int:
@@ -218,7 +228,7 @@ def main_cmd(out:str='report', # report folder
     times['eval'] = time.time() - t
     figs = write_figures(out, res, spec, learn, ds)
     s = scores_json(res, spec.classes)
-    unlearned = unlearned_classes(s['iou'], ds, spec, logit_stride(learn.model))
+    unlearned = unlearned_classes(s['iou'], ds, spec, logit_stride(learn.model), cm=res.get('cm'))
     times['total'] = time.time() - t0
     r = learn.recipe
     config = dict(learn.model.config, config=config, pretrained=pretrained if isinstance(pretrained, (bool, str)) else str(pretrained),
