@@ -122,11 +122,12 @@ def test_eval_and_predict_read_the_model(main_job, tmp_path):
     "`eval` on the same split reproduces the main job's scores; `predict` writes the same train ids."
     d, _ = main_job
     rep = d/'report'
-    r = frun('eval', rep/'model.pth', '--data', 'synthetic', '--root', d/'synth', '--out', tmp_path/'ev', cwd=tmp_path)
+    assert json.loads((rep/'metrics.json').read_text())['config']['flip'] is True  # the main job evaluates with the flip
+    r = frun('eval', rep/'model.pth', '--data', 'synthetic', '--root', d/'synth', '--out', tmp_path/'ev', '--flip', cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = json.loads((rep/'metrics.json').read_text()), json.loads((tmp_path/'ev'/'metrics.json').read_text())
     assert a['miou'] == b['miou'] and a['iou'] == b['iou'] and a['bf'] == b['bf']
-    r = frun('predict', rep/'model.pth', d/'synth'/'leftImg8bit'/'val', '--recursive', '--out', tmp_path/'pr', cwd=tmp_path)
+    r = frun('predict', rep/'model.pth', d/'synth'/'leftImg8bit'/'val', '--recursive', '--out', tmp_path/'pr', '--flip', cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     preds = sorted((tmp_path/'pr'/'trainIds').rglob('*.png'))
     assert len(preds) == 2
