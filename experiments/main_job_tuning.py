@@ -53,7 +53,9 @@ def run_arm(name, epochs, seed, root, device, threads):
     from boundaryseg.cli.main_job import ChannelsLast, ValidEvery, MAIN_CONFIGS
     from boundaryseg.core import set_seed
     from boundaryseg.models.weights import parse_pretrained
-    from boundaryseg.recipes import get_recipe
+    from boundaryseg.recipes import get_recipe, RECIPE_FIELDS
+    from boundaryseg.inference import evaluate
+    import dataclasses
     cfg = MAIN_CONFIGS['fast']
     kw, dl_kw, test_scale = ARMS[name]
     rec = get_recipe(cfg['recipe'])
@@ -61,8 +63,6 @@ def run_arm(name, epochs, seed, root, device, threads):
     set_seed(seed)
     dls = seg_dataloaders('synthetic', root, seed=seed, n_train=100, n_val=20, device=device, **dl)
     kw = dict(dict(recipe=cfg['recipe'], boundary_head='casenet', lr=2e-3), **kw)
-    from boundaryseg.recipes import RECIPE_FIELDS
-    import dataclasses
     unset = {k: None for k, v in kw.items() if v is None and k in RECIPE_FIELDS}  # e.g. class_weight=None: no class weights
     if unset: kw = dict({k: v for k, v in kw.items() if k not in unset}, recipe=dataclasses.replace(rec, **unset))
     learn = seg_learner(dls, arch=cfg['arch'], backbone=cfg['backbone'], pretrained=parse_pretrained(cfg['pretrained']),
@@ -70,18 +70,15 @@ def run_arm(name, epochs, seed, root, device, threads):
     t = time.time()
     with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
     train_s = time.time() - t
+    ev = lambda flip: evaluate(learn.model.eval(), dls.valid.dataset.reader, dls.spec.n_classes, spec=dls.spec, tols=(), biou_widths=(),
+                               progress=False, scales=(test_scale,), flip=flip)
     if test_scale == 1: miou = float(learn.validate()[learn.metrics.attrgot('name').index('miou') + 1])
-    else:
-        from boundaryseg.inference import evaluate
-        e = evaluate(learn.model.eval(), dls.valid.dataset.reader, dls.spec.n_classes, spec=dls.spec, tols=(), biou_widths=(),
-                     progress=False, scales=(test_scale,))
-        miou = float(e['miou'])
-    from boundaryseg.inference import evaluate  # the same at test time with a horizontal flip (mean of both logits)
-    ef = evaluate(learn.model.eval(), dls.valid.dataset.reader, dls.spec.n_classes, spec=dls.spec, tols=(), biou_widths=(), progress=False,
-                  scales=(test_scale,), flip=True)
-    return dict(arm=name, seed=seed, epochs=epochs, steps=epochs * len(dls.train), train_s=round(train_s, 1), miou=round(miou, 4), miou_flip=round(float(ef['miou']), 4),
-                iou_flip=_per_class(ef['iou'], dls.spec.classes),
-                learner={k: (v.name if k == 'recipe' and not isinstance(v, str) else v) for k, v in kw.items()} | ({'unset': sorted(unset)} if unset else {}), data={k: list(v) if isinstance(v, tuple) else v for k, v in dl.items()}, test_scale=test_scale, device=device,
+    else: miou = float(ev(False)['miou'])
+    ef = ev(True)  # the same model at test time with a horizontal flip (mean of both predictions)
+    learner = {k: (v.name if k == 'recipe' and not isinstance(v, str) else v) for k, v in kw.items()} | ({'unset': sorted(unset)} if unset else {})
+    return dict(arm=name, seed=seed, epochs=epochs, steps=epochs * len(dls.train), train_s=round(train_s, 1), miou=round(miou, 4),
+                miou_flip=round(float(ef['miou']), 4), iou_flip=_per_class(ef['iou'], dls.spec.classes), learner=learner,
+                data={k: list(v) if isinstance(v, tuple) else v for k, v in dl.items()}, test_scale=test_scale, device=device,
                 threads=threads, load=os.getloadavg()[0])
 
 if __name__ == '__main__':

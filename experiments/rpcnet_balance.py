@@ -2,8 +2,8 @@
 its weighted value, the norm of its gradient at the output logits and at the backbone's deepest stage, and the cosine of
 that gradient with the cross-entropy's, at initialisation and after N training steps, for the library's earlier loss
 defaults ('before') and the repaired ones ('after'), plus the half-way duality variants that the choice was made
-from (and 'grad_boundary', the first repair's per-image normalisation, which the monitor later showed spiking). Plain `torch.autograd.grad` on one fixed batch: a small script, to be replaced by the library's loss-balance
-monitor when it lands.
+from (and 'grad_boundary', the first repair's per-image normalisation, which the monitor later showed spiking). Plain `torch.autograd.grad` on one fixed batch, at fixed steps; the library's loss-balance monitor
+(`monitor.LossBalance`, in every `seg_learner`) measures the same quantities during any training run.
 
     .venv/bin/python experiments/rpcnet_balance.py                       # the committed run (CPU, about 6 CPU-minutes)
     .venv/bin/python experiments/rpcnet_balance.py --plot experiments/results/rpcnet_balance.png   # its figure, from the JSON

@@ -130,6 +130,7 @@ def unlearned_classes(iou:dict, # class -> IoU (None: absent), from `scores_json
             d = distance_transform_edt(m == c)
             widths[c].append(2 * d[m == c])
     share = counts / max(counts.sum(), 1)
+    cm = None if cm is None else np.asarray(cm)
     rows = []
     for c, name in enumerate(spec.classes):
         v = iou.get(name)
@@ -139,11 +140,11 @@ def unlearned_classes(iou:dict, # class -> IoU (None: absent), from `scores_json
         if w < 2 * stride: why.append(f"thin (~{w:.0f} px wide at output stride {stride})")
         row = dict(cls=name, iou=round(float(v), 4), share=float(share[c]), width=round(w, 1))
         if cm is not None:
-            cm = np.asarray(cm)
             other = cm[c, :n].astype(float); other[c] = 0
-            j, tot = int(other.argmax()), max(float(cm[c].sum()), 1.)
-            row.update(taken_for=spec.classes[j], taken_share=round(other[j] / tot, 4), predicted=int(cm[:n, c].sum()))
-            if other[j] / tot >= confused: why.append(f"taken for {spec.classes[j]} ({100 * other[j] / tot:.0f}% of its pixels)")
+            j = int(other.argmax())
+            taken = other[j] / max(float(cm[c].sum()), 1.)
+            row.update(taken_for=spec.classes[j], taken_share=round(taken, 4), predicted=int(cm[:n, c].sum()))
+            if taken >= confused: why.append(f"taken for {spec.classes[j]} ({100 * taken:.0f}% of its pixels)")
             if row['predicted'] == 0: why.append("never predicted")
         rows.append(dict(row, why=', '.join(why) or 'confused: plentiful and wide'))
     return rows
