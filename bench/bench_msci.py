@@ -113,12 +113,16 @@ def bench_rm(size=512, C=256, reps=10):
         feats_cl = [f.contiguous(memory_format=torch.channels_last) for f in feats]
         assert rel_err([t for p in rm_vectorised(graph, feats_cl) for t in p], [t for p in ref for t in p]) < 1e-5
         t_cl = timeit(lambda: rm_vectorised(graph, feats_cl), reps)
+        graph_torch = RegionGraph(sp, sizes, STRIDES, kernel='torch')                    # channels-first R by scatter_add
+        assert rel_err([t for p in rm_vectorised(graph_torch, feats) for t in p], [t for p in ref for t in p]) < 1e-5
+        t_torch = timeit(lambda: rm_vectorised(graph_torch, feats), reps)
         t_loop = timeit(lambda: rm_loop(labs, feats, nbrs), 2)
         tb_vec = timeit(lambda: broadcast_vectorised(graph, tables, sizes), reps)
         tb_loop = timeit(lambda: broadcast_loop(labs, tables, sizes), 2)
     return dict(image=[size, size], superpixels=S, edges=len(e), channels=C, levels=list(STRIDES), max_rel_err=err,
                 rm_loop_s=round(t_loop, 4), rm_vectorised_s=round(t_vec, 5), rm_ratio=round(t_loop / t_vec, 1),
                 rm_vectorised_coo_s=round(t_coo, 5), rm_ratio_coo=round(t_loop / t_coo, 1),
+                rm_vectorised_scatter_s=round(t_torch, 5), rm_ratio_scatter=round(t_loop / t_torch, 1), kernel=graph.kernel,
                 rm_vectorised_channels_last_s=round(t_cl, 5), rm_ratio_channels_last=round(t_loop / t_cl, 1),
                 broadcast_loop_s=round(tb_loop, 4), broadcast_vectorised_s=round(tb_vec, 5), broadcast_ratio=round(tb_loop / tb_vec, 1),
                 graph_build_s=round(t_graph, 5),)

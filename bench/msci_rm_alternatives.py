@@ -1,5 +1,5 @@
-"""MSCI R/M aggregation (issue 20 item 3): torch alternatives to `RegionGraph.pool`'s scatter_add on channels-first
-features, measured and not adopted, on bench_msci.py's case (512x512, ~1,000 SLIC super-pixels, 256 channels, strides
+"""MSCI R/M aggregation (issue 20 item 3): alternatives to torch's scatter_add on channels-first features (the
+library's default is now the compiled run-sum kernel, `RegionGraph(kernel='numba')`; `kernel='torch'` is the scatter), on bench_msci.py's case (512x512, ~1,000 SLIC super-pixels, 256 channels, strides
 4..32). Prints CPU ms per call of all four levels (median of 7 or 9, one thread) and the largest difference to the
 library's R (and M).
 
@@ -21,7 +21,8 @@ sp = torch.from_numpy(superpixels_1000(img))[None]
 g = torch.Generator().manual_seed(0)
 feats = [torch.randn(1, 256, 512 // s, 512 // s, generator=g) for s in STRIDES]
 sizes = [f.shape[-2:] for f in feats]
-G = RegionGraph(sp, sizes, STRIDES)
+G = RegionGraph(sp, sizes, STRIDES, kernel='torch')  # scatter_add for R, torch's CSR product for M
+GN = RegionGraph(sp, sizes, STRIDES, kernel='numba')  # the library's default where numba is installed
 with torch.no_grad():
     for l in range(4): G.pool(feats[l], l); G.cells(l)
     ref = [G.pool(f, l) for l, f in enumerate(feats)]
@@ -61,7 +62,8 @@ with torch.no_grad():
                 o = np.zeros((G.S + 1, f.shape[1]), np.float32); _loop8(f.reshape(f.shape[1], -1).numpy(), labn[l], o); out.append(torch.from_numpy(o[:-1]))
             return out
     except ImportError: numba8 = None
-    alts = [('scatter_add (now)', scatter), ('channels-last view + index_add (now)', lambda: cl_index_add(fcl)),
+    def runsum(): return [GN.pool(f, l) for l, f in enumerate(feats)]
+    alts = [('run-sum kernel (now)', runsum), ('scatter_add (before)', scatter), ('channels-last view + index_add (now)', lambda: cl_index_add(fcl)),
             ('channels-last view + CSR (before)', lambda: cl_view(fcl)), ('gather in region order (floor)', gather_floor),
             ('index_add along the cells', index_add_cells), ('permute copy + CSR', cl_copy), ('bincount', bincount),
             ('segment_reduce', segred), ('dense@sparse^T', mm_dense_sparse)] + ([('numba, 8 channels per pass', numba8)] if numba8 else [])
@@ -83,13 +85,14 @@ with torch.no_grad():  # M and the index layout of R
     crow, col = A.crow_indices(), A.col_indices()
     rows = torch.repeat_interleave(torch.arange(len(crow) - 1), crow.diff())
     def m_csr(): return [G.neighbours(r) for r in R]
+    def m_kernel(): return [GN.neighbours(r) for r in R]
     def m_gather(): return [torch.zeros_like(r).index_add_(0, rows, r.index_select(0, col)) for r in R]
     coo = G.adj
     def m_coo_mm(): return [torch.sparse.mm(coo, r) for r in R]
     def m_addmm(): return [torch.addmm(torch.zeros_like(r), A, r) for r in R]
     Rcol = [r.t().contiguous().t() for r in R]  # the column-major view R had before it was written as rows
     def m_csr_colmajor(): return [G.neighbours(r) for r in Rcol]
-    for name, fn in [('M csr @ (rows, now)', m_csr), ('M csr @ (column-major R, before)', m_csr_colmajor), ('M gather+index_add', m_gather), ('M coo mm', m_coo_mm)]:
+    for name, fn in [('M CSR kernel (now)', m_kernel), ('M torch csr @ (rows, before)', m_csr), ('M csr @ (column-major R, before)', m_csr_colmajor), ('M gather+index_add', m_gather), ('M coo mm', m_coo_mm)]:
         got = fn(); err = max(float((a - b).abs().max()) for a, b in zip(got, M))
         print(f"{name:28s} {timeit(fn, 9) * 1e3:7.2f} ms  max|diff| {err:.2e}", flush=True)
     for l in range(4): print('M level', l, round(timeit(lambda: G.neighbours(R[l]), 9) * 1e3, 3), 'gather', round(timeit(lambda: torch.zeros_like(R[l]).index_add_(0, rows, R[l].index_select(0, col)), 9) * 1e3, 3))
