@@ -11,6 +11,9 @@ Arms run in parallel processes of one thread each (`--jobs`); results are append
     # the second screening, relative to the job as chosen (batch 4, lr 4e-3), 43 epochs, flip-TTA mIoU and per-class IoU too:
     python experiments/main_job_tuning.py --arms bs4_lr4e-3 class_uniform0.5 class_uniform1 class_weight_none backbone_lr4e-4_head_x10 \
         --epochs 43 --jobs 2 --out experiments/results/main_job_tuning_stage2.jsonl
+    # the third: 500 training scenes at equal steps (epochs scaled by 100/500), and the learning curve of the job's configuration:
+    python experiments/main_job_tuning.py --arms n_train500 bs4_lr4e-3 --epochs 50 --jobs 2 --out experiments/results/main_job_tuning_stage3.jsonl
+    python experiments/main_job_tuning.py --arms bs4_lr4e-3 --epochs 96 --jobs 1 --out experiments/results/main_job_plateau.jsonl    # and --epochs 192
 
 Every arm's row also holds `miou_flip` and `iou_flip`: the same model evaluated with a left-right flip at test time
 (`inference.evaluate(..., flip=True)`).
@@ -38,6 +41,9 @@ ARMS = {
     'class_uniform1': ({'lr': 4e-3}, {'bs': 4, 'class_uniform': 1.}, 1.),
     'class_weight_none': ({'lr': 4e-3, 'class_weight': None}, {'bs': 4}, 1.),
     'backbone_lr4e-4_head_x10': ({'lr': 4e-4, 'head_lr_mult': 10.}, {'bs': 4}, 1.),
+    # third stage: more training scenes from the same generator (the first 100 and the 20 validation scenes are the same
+    # images: each scene's seed is (seed, split, index)), in their own folder `<root>_n<N>`
+    'n_train500': ({'lr': 4e-3}, {'bs': 4, 'n_train': 500}, 1.),
 }
 
 def _per_class(iou, classes):
@@ -61,7 +67,11 @@ def run_arm(name, epochs, seed, root, device, threads):
     rec = get_recipe(cfg['recipe'])
     dl = dict(size=tuple(rec.crop), bs=8); dl.update({k: tuple(v) if isinstance(v, list) else v for k, v in dl_kw.items()})
     set_seed(seed)
-    dls = seg_dataloaders('synthetic', root, seed=seed, n_train=100, n_val=20, device=device, **dl)
+    n_train = dl.pop('n_train', 100)
+    if n_train != 100:  # its own folder, and the same number of steps: epochs scaled by 100/n_train
+        if epochs * 100 % n_train: raise SystemExit(f"--epochs {epochs}: {n_train} scenes need epochs * 100 divisible by {n_train} for equal steps")
+        root, epochs = f'{root}_n{n_train}', epochs * 100 // n_train
+    dls = seg_dataloaders('synthetic', root, seed=seed, n_train=n_train, n_val=20, device=device, **dl)
     kw = dict(dict(recipe=cfg['recipe'], boundary_head='casenet', lr=2e-3), **kw)
     unset = {k: None for k, v in kw.items() if v is None and k in RECIPE_FIELDS}  # e.g. class_weight=None: no class weights
     if unset: kw = dict({k: v for k, v in kw.items() if k not in unset}, recipe=dataclasses.replace(rec, **unset))
@@ -78,7 +88,7 @@ def run_arm(name, epochs, seed, root, device, threads):
     learner = {k: (v.name if k == 'recipe' and not isinstance(v, str) else v) for k, v in kw.items()} | ({'unset': sorted(unset)} if unset else {})
     return dict(arm=name, seed=seed, epochs=epochs, steps=epochs * len(dls.train), train_s=round(train_s, 1), miou=round(miou, 4),
                 miou_flip=round(float(ef['miou']), 4), iou_flip=_per_class(ef['iou'], dls.spec.classes), learner=learner,
-                data={k: list(v) if isinstance(v, tuple) else v for k, v in dl.items()}, test_scale=test_scale, device=device,
+                data={k: list(v) if isinstance(v, tuple) else v for k, v in dl.items()} | {'n_train': n_train}, test_scale=test_scale, device=device,
                 threads=threads, load=os.getloadavg()[0])
 
 if __name__ == '__main__':
