@@ -112,7 +112,7 @@ class RegionGraph:
                  sizes, # [(h, w)] of each feature level
                  strides=None, # [s] of each level (receptive-field centres s*i + s//2); default: sample at (i+1/2)*H/h
                  n_sp:int=None, # labels per image S (default: max label + 1)
-                 kernel:str='auto', # R of channels-first fp32 maps on the CPU: 'auto' (the compiled run-sum kernel where numba is installed), 'numba' or 'torch' (scatter_add)
+                 kernel:str='auto', # R (channels-first) and M of fp32 maps on the CPU: 'auto' (compiled kernels where numba is installed), 'numba', or 'torch' (scatter_add, sparse product)
                 ):
         t, _ = _as_tensor(sp)
         _check_sp(t)
@@ -231,7 +231,7 @@ class _RegionSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, g, level):
         ctx.g, ctx.level = g, level
-        out = torch.zeros(g.n + 1, x.shape[1])
+        out = torch.zeros(g.n + 1, x.shape[1], dtype=torch.float32)
         _region_sum_cf(x.detach().reshape(g.B, x.shape[1], -1).contiguous().numpy(), *g.runs(level), out.numpy())
         return out[:-1]                                                         # (B*S, C) rows; the cells of no region dropped
     @staticmethod
