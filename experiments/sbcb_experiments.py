@@ -102,7 +102,7 @@ def run(name, seed, a):
 
 
 def summary(runs):
-    "mean, std (n-1) and n of each score per config, and the paired gains over 'base' (same seeds)."
+    "mean, std (n-1) and n of each score per config, the paired gains over 'base' (same seeds), and the head's MF-ODS over 'casenet'."
     def ms(v): return dict(mean=statistics.mean(v), std=statistics.stdev(v) if len(v) > 1 else float('nan'), n=len(v))
     by = {}
     for r in runs: by.setdefault(r['config'], {})[r['seed']] = r
@@ -120,6 +120,9 @@ def summary(runs):
             if common and 'miou' in rs[common[0]]:
                 s['gain_miou'] = ms([rs[i]['miou'] - by['base'][i]['miou'] for i in common])
                 for t in ('3', '5', '9', '12'): s[f'gain_bf_{t}px'] = ms([rs[i]['bf'][t] - by['base'][i]['bf'][t] for i in common])
+        if c != 'casenet' and 'casenet' in by:  # the head's MF-ODS after joint training against the single-task detector (Table 1)
+            common = sorted(i for i in set(rs) & set(by['casenet']) if 'mf_ods' in rs[i] and 'mf_ods' in by['casenet'][i])
+            if common: s['gain_mf_ods_vs_casenet'] = ms([rs[i]['mf_ods'] - by['casenet'][i]['mf_ods'] for i in common])
         out[c] = s
     return out
 
