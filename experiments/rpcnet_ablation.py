@@ -222,7 +222,9 @@ def main():
             if 'testbed' not in res: res['testbed'] = dict(boundary_density=testbed_density(a), n_train=n_train(a), epochs=epochs(a))
             r = dict(variant=v, seed=seed, steps=steps, train_cpu_s=round(secs, 1), s_per_step=round(secs / steps, 3),
                      params=sum(p.numel() for p in learn.model.parameters()), **score(learn, a))
-            print(json.dumps(r), flush=True)
+            lb = getattr(learn, 'loss_balance', None)  # the learner's loss-balance monitor (every 50 steps by default): each term's rows
+            if lb is not None and lb.rows: r['balance'] = [{k: (round(x, 6) if isinstance(x, float) else x) for k, x in row.items()} for row in lb.rows]
+            print(json.dumps({k: x for k, x in r.items() if k != 'balance'}), flush=True)
             res['runs'].append(r)
             if a.cli and v == 'full' and seed == a.seeds[0]: save_model(learn.model, Path(a.work)/'full_model.pth', meta=dict(data='synthetic'))
             save()
