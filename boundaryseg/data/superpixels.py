@@ -121,7 +121,7 @@ class RegionGraph:
         if len(strides) != len(sizes): raise ValueError(f"{len(sizes)} sizes but {len(strides)} strides")
         if kernel not in POOL_KERNELS: raise ValueError(f"kernel must be one of {POOL_KERNELS}, got {kernel!r}")
         if kernel == 'numba' and numba is None: raise ImportError("kernel='numba' needs numba (pip install numba)")
-        self.kernel = 'torch' if kernel == 'auto' and numba is None else kernel
+        self.kernel = ('numba' if numba is not None else 'torch') if kernel == 'auto' else kernel  # resolved: 'numba' or 'torch'
         self.sp, self.B, self.S = t, t.shape[0], _n_sp(t, n_sp)
         self.n, self.sizes = self.B * self.S, [tuple(s) for s in sizes]
         self.lab = [torch.where(l >= 0, l.long(), self.S).reshape(self.B, -1)      # (B, h*w) per image; S = no region
@@ -264,7 +264,7 @@ def _pool(self:RegionGraph, x, # (B,C,h,w) features of `level`
     C, cl = x.shape[1], x.permute(0, 2, 3, 1)
     if cl.is_contiguous():  # channels-last memory: the (B*h*w, C) rows are a view; row n collects the cells of no region
         r = x.new_zeros(self.n + 1, C, dtype=torch.float32).index_add_(0, self.idx[level], cl.reshape(-1, C).float())[:-1].to(x.dtype)
-    elif self.kernel != 'torch' and x.device.type == 'cpu' and x.dtype == torch.float32:
+    elif self.kernel == 'numba' and x.device.type == 'cpu' and x.dtype == torch.float32:
         r = _RegionSum.apply(x, self, level)                                      # (B*S, C) rows
     else:
         lab = self.lab[level].unsqueeze(1).expand(-1, C, -1)
@@ -275,7 +275,7 @@ def _pool(self:RegionGraph, x, # (B,C,h,w) features of `level`
 def _neighbours(self:RegionGraph, r, # (B*S, C) regional features
                ) -> torch.Tensor: # (B*S, C) M: the sum over each region and its neighbours
     "M of Eq. 4: one sparse (A + I) product (the compiled kernel for fp32 rows on the CPU)."
-    if self.kernel != 'torch' and r.device.type == 'cpu' and r.dtype == torch.float32: return _AdjSum.apply(r, self)
+    if self.kernel == 'numba' and r.device.type == 'cpu' and r.dtype == torch.float32: return _AdjSum.apply(r, self)
     return (self.adj_csr @ r.float()).to(r.dtype)
 
 def _unpool(self:RegionGraph, r, # (B*S, C) one vector per region
