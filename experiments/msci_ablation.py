@@ -19,8 +19,14 @@ seeds and the paired gains (same seed) of the full model over each arm.
     .venv/bin/python experiments/msci_ablation.py --steps 2 --seeds 0 --out /tmp/msci_smoke.json   # a smoke run
     .venv/bin/python experiments/msci_ablation.py --device cuda --steps 4000            # the same run on a GPU
 
-Not the paper's numbers: no ImageNet/COCO pretraining, ResNet-18 with 32-channel intertwining instead of ResNet-152
-with 256, synthetic 128x256 street scenes. Writes experiments/results/msci_ablation.json (resumable, run by run)."""
+Table 1 from ImageNet weights, as the paper starts (what was run; about 70 CPU-minutes on one core here):
+
+    .venv/bin/python experiments/msci_ablation.py --steps 300 --seeds 0 1 2 --variants msci msci_no_cells msci_no_sp msci_fcn \
+        --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 --out experiments/results/msci_table1.json
+
+Not the paper's numbers: no COCO pretraining, a small backbone (ResNet-18 from scratch by default, or ImageNet
+EfficientNet-Lite0) with 32-channel intertwining instead of ResNet-152 with 256, synthetic 128x256 street scenes.
+Writes experiments/results/msci_ablation.json (resumable run by run; runs of another setting are refused)."""
 import argparse, json, math, platform, sys, time
 from pathlib import Path
 import numpy as np
@@ -38,6 +44,7 @@ from boundaryseg.learner import seg_learner  # noqa: E402
 from boundaryseg.inference import evaluate  # noqa: E402
 from boundaryseg.models.costs import model_costs  # noqa: E402
 from boundaryseg.models.zoo import ARCHS, seg_model  # noqa: E402
+from boundaryseg.models.weights import parse_pretrained  # noqa: E402
 
 VARIANTS = {  # name -> (registered architecture, builder options)
     'msci': ('msci', {}), 'msci_no_cells': ('msci_no_cells', {}), 'msci_no_sp': ('msci_no_sp', {}), 'msci_fcn': ('msci_fcn', {}),
@@ -85,7 +92,7 @@ def run(name, seed, steps, a, root, cache):
     rec = Recipe('msci_ablation', 'AdamW + poly (the CPU recipe of the main job), equal for every arm', opt='adamw',
                  lr=a.lr, wd=1e-2, head_lr_mult=1., aux=False, crop=tuple(a.crop), bs=a.bs)
     learn = seg_learner(dls, arch=arch, backbone=a.backbone, recipe=rec, checkpoint=None, path=Path(a.work) / f'{name}_{seed}',
-                        width=a.width, metrics=[], **kw)
+                        width=a.width, metrics=[], pretrained=parse_pretrained(a.pretrained), **kw)
     epochs = math.ceil(steps / len(dls.train))  # the poly schedule runs over whole epochs; the fit stops at `steps`
     t = time.process_time()
     with learn.no_bar(), learn.no_logging(): learn.fit(epochs, cbs=[StopAfter(steps)])
@@ -125,6 +132,7 @@ def main():
     ap.add_argument('--n_val', type=int, default=16)
     ap.add_argument('--backbone', default='resnet18')
     ap.add_argument('--width', type=int, default=32)
+    ap.add_argument('--pretrained', default='none', help="backbone weights: none, timm, a file, or a registered source (e.g. efficientnet-lite0 with --backbone tf_efficientnet_lite0)")
     ap.add_argument('--lr', type=float, default=2e-3)
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--work', default='runs/msci_ablation')
@@ -140,7 +148,10 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg = {k: v for k, v in vars(a).items() if k not in ('out', 'work', 'variants', 'seeds')}
     old = json.loads(out.read_text()) if out.exists() else {}
-    runs = old.get('runs', []) if old.get('config', {}).get('steps') == a.steps and old['config'].get('budget') == a.budget else []
+    same = lambda c: {k: v for k, v in c.items() if k not in ('recipe', 'torch', 'machine', 'threads', 'device')}
+    if old and same(old.get('config', {})) != same(cfg):  # resume only runs of this setting (steps, budget, backbone, weights, data...)
+        raise SystemExit(f"{out} holds runs of another setting: {same(old.get('config', {}))} (this: {same(cfg)}); pass another --out")
+    runs = old.get('runs', [])
     summary, gains = summarise(runs)
     for seed in a.seeds:
         for v in a.variants:
