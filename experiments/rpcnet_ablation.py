@@ -16,6 +16,16 @@ Table 1's first direction (+ duality loss) from ImageNet weights, one process pe
     .venv/bin/python experiments/rpcnet_ablation.py --steps 300 --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 \
         --merge experiments/results/rpcnet_duality_base.json experiments/results/rpcnet_duality_duality.json --out experiments/results/rpcnet_duality.json
 
+Table 1's ∇M and PCM rows and Table 2's S rows in the same setting, one process per arm (two at a time), then all
+eight arms joined (`nbs/tutorials/rpcnet.ipynb` reads rpcnet_tables.json):
+
+    for v in full s4 s2 s1_seg s1_edge; do .venv/bin/python experiments/rpcnet_ablation.py --steps 300 --seeds 0 1 2 --variants $v \
+        --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 --out experiments/results/rpcnet_arm_$v.json; done
+    .venv/bin/python experiments/rpcnet_ablation.py --steps 300 --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 \
+        --merge experiments/results/rpcnet_duality_base.json experiments/results/rpcnet_duality_duality.json \
+        experiments/results/rpcnet_table1_gradm.json experiments/results/rpcnet_arm_{full,s4,s2,s1_seg,s1_edge}.json \
+        --out experiments/results/rpcnet_tables.json
+
 Testbed. The boundary density is close to Cityscapes', where the earlier 64x128 testbed (radius-2 targets) was not:
 synthetic frames at 256x512 with radius-1 boundary targets give 0.8% boundary entries (measured by the script and
 stored as `testbed.boundary_density`), against 0.29% on a full-resolution Cityscapes frame at radius 2 and 4.3% on
@@ -23,8 +33,8 @@ the old testbed. The boundary term is normalised to that density (`rpcnet_losses
 its Cityscapes meaning. The frames are cropped at their full size after a random 1.0-1.5 zoom. Boundaries are scored
 with the Cityscapes "thin" protocol (half resolution, 0.0035 of the diagonal, instance-sensitive thinned GT).
 
-Not the paper's setting: no ImageNet pretraining, a ResNet-18 with 32-channel levels instead of a ResNet-101 with 256,
-AdamW (lr 2e-3, poly) instead of SGD lr 1e-3 (which barely moves a network trained from scratch in a CPU budget), batch 4
+Not the paper's setting: by default no ImageNet pretraining (the committed runs start from ImageNet EfficientNet-Lite0),
+a small backbone with 32-channel levels instead of a ResNet-101 with 256, AdamW (lr 2e-3, poly) instead of SGD lr 1e-3 (which barely moves a network trained from scratch in a CPU budget), batch 4
 as the paper's ablations. What is compared is the direction of each difference at equal steps. Cost: the script
 records CPU seconds per training step for each arm (`runs[].s_per_step`)."""
 import argparse, json, math, platform, subprocess, sys, time
