@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['METRICS', 'MIXED_PRECISION', 'PolyDecay', 'recipe_lr', 'LRSchedule', 'param_groups', 'GatherDictPreds', 'SegLearner',
-           'show_seg_results', 'register_metric', 'make_metrics', 'CPUAutocast', 'opt_func', 'seg_learner']
+           'show_seg_results', 'register_metric', 'make_metrics', 'bf16_channels_last_ok', 'CPUAutocast', 'opt_func',
+           'seg_learner']
 
 # %% ../nbs/52_learner.ipynb #fb9f3564
 import warnings
@@ -14,6 +15,7 @@ from unittest.mock import patch
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from fastcore.basics import store_attr
 from fastcore.foundation import L
@@ -224,12 +226,66 @@ def make_metrics(names, # metric names, e.g. an architecture's `Arch.metrics`
     return out
 
 # %% ../nbs/52_learner.ipynb #73a2bdb9
+def _dw_dilated(m):
+    "A depthwise convolution with a dilation above 1 (JPU's and ASPP's separable convolutions)."
+    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels and max(m.dilation) > 1 and m.padding_mode == 'zeros'
+
+def _dense_strides(shape):
+    "The strides of a contiguous (row-major) tensor of `shape`."
+    return tuple(int(np.prod(shape[i + 1:])) for i in range(len(shape)))
+
+def bf16_channels_last_ok(conv:nn.Conv2d, # a convolution (its weights are copied, its gradients untouched)
+                          shape:tuple, # the input's (N, C, H, W)
+                          tol:float=0.05, # largest difference allowed, relative to the largest gradient (bf16 rounding: ~0.005)
+                         ) -> bool:
+    "Whether CPU bf16 autocast gives `conv`'s weight gradient for a channels-last input of `shape` as for a contiguous one."
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g)
+    def wgrad(fmt):
+        w = conv.weight.detach().float().clone(memory_format=fmt).requires_grad_(True)  # a (C, 1, k, k) weight is both layouts but for its strides
+        xi = x.contiguous(memory_format=fmt).requires_grad_(True)  # as inside a network: the kernel then computes both gradients
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            y = F.conv2d(xi, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.dtype).contiguous(memory_format=fmt))
+        return w.grad
+    with torch.enable_grad():
+        ref, cl = wgrad(torch.contiguous_format), wgrad(torch.channels_last)
+    return bool(torch.isfinite(cl).all()) and float((cl - ref).abs().max()) <= tol * float(ref.abs().max())
+
 class CPUAutocast(MixedPrecision):
-    "fastai's `MixedPrecision` with a CPU bfloat16 autocast region (fastai's always autocasts for CUDA)."
+    "fastai's `MixedPrecision` with a CPU bfloat16 autocast region (fastai's always autocasts for CUDA), guarding depthwise dilated convolutions."
     def __init__(self): super().__init__(amp_mode=AMPMode.BF16)
     def before_fit(self):
         super().before_fit()
         self.autocast = torch.autocast('cpu', dtype=torch.bfloat16)
+        self.hook(get_model(self.model))
+    def hook(self, model:nn.Module):
+        "Guard `model`'s depthwise dilated convolutions (`_guard`); done by `before_fit`, undone by `after_fit`."
+        self._unhook()
+        self.checked, self.rerouted = {}, set()  # (conv, input shape) -> kernels agree; names of the convolutions given contiguous inputs
+        self.hooks = [m.register_forward_pre_hook(partial(self._guard, n)) for n, m in model.named_modules() if _dw_dilated(m)]
+    def _guard(self, name, m, args):
+        "A channels-last input goes to the contiguous kernel where the channels-last one gets the weight gradient wrong (checked once per shape)."
+        x = args[0]
+        if not (torch.is_autocast_enabled('cpu') and x.device.type == 'cpu' and x.dim() == 4 and not x.is_contiguous()
+                and x.is_contiguous(memory_format=torch.channels_last)): return None
+        key = (name, tuple(x.shape))
+        if key not in self.checked: self.checked[key] = bf16_channels_last_ok(m, x.shape)
+        if self.checked[key]: return None
+        if name not in self.rerouted:
+            self.rerouted.add(name)
+            warnings.warn(f"torch {torch.__version__}: CPU bf16 autocast computes the weight gradient of the dilated depthwise convolution "
+                          f"{name!r} wrongly for a channels-last input of shape {tuple(x.shape)} (non-finite or far from the contiguous "
+                          f"kernel's); that convolution runs the contiguous kernel instead")
+        if m.weight.stride() != _dense_strides(m.weight.shape):  # a weight with channels-last strides still selects the channels-last kernel
+            m.weight.data = m.weight.data.clone(memory_format=torch.contiguous_format)
+        return (x.contiguous(),) + tuple(args[1:])
+    def _unhook(self):
+        for h in getattr(self, 'hooks', []): h.remove()
+        self.hooks = []
+    def after_fit(self):
+        super().after_fit()
+        self._unhook()
 
 def _mixed_precision(mode):
     if not mode: return []
