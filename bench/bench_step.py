@@ -3,7 +3,7 @@
 `--config long` (the previous job: width-128 FastFCN-PSP on ResNet-18 with its auxiliary head), in one process so
 that the ratio holds on a busy machine. Each step is what `learn.fit` runs: forward, the architecture's full loss
 (segmentation + boundary terms, class weights), backward and the AdamW step, in the precision the recipe resolves to
-on this machine (`mixed_precision='auto'`: bf16 autocast on CPUs with native bfloat16, else fp32; `--precision both` times
+on this machine, with `learner.CPUAutocast`'s guard of depthwise dilated convolutions under bf16 (`mixed_precision='auto'`: bf16 autocast on CPUs with native bfloat16, else fp32; `--precision both` times
 fp32 and bf16 side by side). Each model runs its recipe's batch (fast: 4, long: 8), so the ratio is also given per image. Also times one training batch of the
 data pipeline (synthetic images, augmentation, boundary targets) when --data is given.
 
@@ -29,7 +29,7 @@ from boundaryseg.cli.main_job import MAIN_CONFIGS
 from boundaryseg.recipes import get_recipe
 from boundaryseg.models.zoo import seg_model, arch_spec
 from boundaryseg.losses import seg_loss
-from boundaryseg.learner import _mixed_precision
+from boundaryseg.learner import _mixed_precision, CPUAutocast
 from boundaryseg.data.boundaries import boundary_targets
 
 def batch(rec, n_classes=19, seed=0):
@@ -79,6 +79,7 @@ for name, pr in runs:
     loss = seg_loss(m.spec, 19, weights=weights, **rec.loss_kw)
     amp = bool(_mixed_precision(rec.mixed_precision)) if pr == 'auto' else pr == 'bf16'
     prec = ('bf16 autocast' if amp else 'fp32') + (' (auto)' if pr == 'auto' else '')
+    if amp: CPUAutocast().hook(m)  # as `seg_learner` trains under bf16 autocast: dilated depthwise convolutions checked (`learner.CPUAutocast`)
     opt = torch.optim.AdamW(m.parameters(), lr=rec.lr, weight_decay=rec.wd)
     x, y = batch(rec)
     ts = []

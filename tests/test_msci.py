@@ -2,6 +2,7 @@
 parameter of the context intertwining trained, and the console script's train / eval (multi-scale at the paper's test
 scales) / predict on a model that reads super-pixels."""
 import json, os, subprocess
+import pytest
 from pathlib import Path
 from unittest import mock
 import numpy as np
@@ -148,3 +149,24 @@ def test_ablation_budget_is_equal_compute():
     assert set(ab.budget_steps(macs, 100, 'steps').values()) == {100}
     assert ab.options('msci_no_sp', a)[1] == dict(region_reduce='mean', neighbour_reduce='mean')
     assert ab.options('msci_sum', a)[1] == dict(region_reduce='sum', neighbour_reduce='sum')
+
+
+def test_ablation_resume_refuses_another_setting(tmp_path, monkeypatch, capsys):
+    "A results file of another setting (here: other steps) is refused before any run; one of this setting resumes (its finished runs are skipped)."
+    import importlib.util, json, sys
+    spec = importlib.util.spec_from_file_location('msci_ablation', ROOT / 'experiments' / 'msci_ablation.py')
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    out = tmp_path / 'r.json'
+    argv = ['msci_ablation.py', '--variants', 'msci', '--seeds', '0', '--steps', '3', '--backbone', 'test_resnet', '--width', '8',
+            '--crop', '32', '64', '--image_size', '32', '64', '--work', str(tmp_path / 'w'), '--out', str(out)]
+    monkeypatch.setattr(sys, 'argv', argv)
+    ran = []
+    monkeypatch.setattr(ab, 'run', lambda *args, **kw: ran.append(args) or dict(arch='msci', seed=0, miou=0.5, steps=3, train_cpu_s=1.))
+    ab.main()                                                # fresh: runs the one arm (stubbed) and writes the file
+    assert len(ran) == 1 and json.loads(out.read_text())['config']['steps'] == 3
+    ab.main()                                                # same setting: the finished run is kept, nothing reruns
+    assert len(ran) == 1
+    monkeypatch.setattr(sys, 'argv', [x if x != '3' else '4' for x in argv])
+    with pytest.raises(SystemExit, match='another setting'): ab.main()
+    assert len(ran) == 1
