@@ -16,15 +16,14 @@ Table 1's first direction (+ duality loss) from ImageNet weights, one process pe
     .venv/bin/python experiments/rpcnet_ablation.py --steps 300 --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 \
         --merge experiments/results/rpcnet_duality_base.json experiments/results/rpcnet_duality_duality.json --out experiments/results/rpcnet_duality.json
 
-Table 1's ∇M and PCM rows and Table 2's S = 2, 4, 8 in the same setting, one process per arm (two at a time), then
-the six arms joined (`nbs/tutorials/rpcnet.ipynb` reads rpcnet_tables.json; the S = 1 rows, `--variants s1_seg` and
-`s1_edge`, are not run yet):
+Table 1's ∇M and PCM rows and Table 2's S = 1 (each task alone), 2, 4, 8 in the same setting, one process per arm
+(two at a time), then the eight arms joined (`nbs/tutorials/rpcnet.ipynb` reads rpcnet_tables.json):
 
-    for v in full s4 s2; do .venv/bin/python experiments/rpcnet_ablation.py --steps 300 --seeds 0 1 2 --variants $v \
+    for v in full s4 s2 s1_seg s1_edge; do .venv/bin/python experiments/rpcnet_ablation.py --steps 300 --seeds 0 1 2 --variants $v \
         --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 --out experiments/results/rpcnet_arm_$v.json; done
     .venv/bin/python experiments/rpcnet_ablation.py --steps 300 --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 \
         --merge experiments/results/rpcnet_duality_base.json experiments/results/rpcnet_duality_duality.json \
-        experiments/results/rpcnet_table1_gradm.json experiments/results/rpcnet_arm_{full,s4,s2}.json \
+        experiments/results/rpcnet_table1_gradm.json experiments/results/rpcnet_arm_{full,s4,s2,s1_seg,s1_edge}.json \
         --out experiments/results/rpcnet_tables.json
 
 Testbed. The boundary density is close to Cityscapes', where the earlier 64x128 testbed (radius-2 targets) was not:
