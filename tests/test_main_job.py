@@ -40,10 +40,14 @@ def test_fast_config_tiny(tmp_path):
 
 
 def test_long_config_tiny(tmp_path):
-    r = run('main', '--config', 'long', '--out', tmp_path/'report', '--root', tmp_path/'synth', '--epochs', 1, '--n_train', 4,
+    r = run('main', '--config', 'long', '--out', tmp_path/'report', '--root', tmp_path/'synth', '--epochs', 3, '--n_train', 4,
             '--n_val', 2, '--size', '64,128', '--bs', 2, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     c = json.loads((tmp_path/'report'/'metrics.json').read_text())['config']
     assert (c['arch'], c['backbone'], c['pretrained'], c['width'], c['recipe'], c['valid_every']) == \
            ('fastfcn_psp', 'resnet18', False, 128, 'main_long', 1)
     assert c['flip'] is False  # the previous job, as it was
+    # 6 steps, timed on steps 2-4; the validation after epoch 2 is timed and one more follows: the ETA counts it
+    assert re.search(r'^ETA: \d+\.\d\d s per step, 2 steps left: .*\(plus a validation pass after every epoch\)', r.stdout, re.M), r.stdout[-2000:]
+    assert re.search(r'ETA: a validation pass takes \d+\.\d s and 1 more follows: training ends in about \d+\.\d min '
+                     r'\(2 steps and 1 validation\), then the evaluation', r.stdout, re.M), r.stdout[-2000:]

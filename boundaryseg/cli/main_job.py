@@ -92,23 +92,39 @@ class ChannelsLast(Callback):
     def before_fit(self): self.learn.model.to(memory_format=torch.channels_last)
 
 class TrainETA(Callback):
-    "Print the remaining training steps and their expected time, measured on steps 2..`k`+1 of the run (the first is warm-up; `k` at most half the run's steps)."
+    "Print the remaining training steps and their expected time, measured on steps 2..`k`+1 of the run (the first is warm-up; `k` at most half the run's steps); after the first timed validation pass that has more to follow, again with the validations counted."
     order = 99
     def __init__(self, k:int=10): self.k = k
     def before_fit(self):
-        self.seen, self.t = 0, None
+        self.seen, self.t, self.s, self.tv, self.told = 0, None, None, None, False
         self.kk = min(self.k, max(2, self.n_epoch * len(self.dls.train) // 2))
+    def _valid_every(self):
+        ve = next((cb for cb in getattr(self.learn, 'cbs', []) if isinstance(cb, ValidEvery)), None)
+        return 1 if ve is None else ve.n
     def after_batch(self):
         if not self.training or self.seen > self.kk: return
         if self.seen == 1: self.t = time.time()
         self.seen += 1
         if self.seen == self.kk + 1:
             s, left = (time.time() - self.t) / (self.kk - 1), self.n_epoch * self.n_iter - self.epoch * self.n_iter - self.iter - 1
-            ve = next((cb for cb in getattr(self.learn, 'cbs', []) if isinstance(cb, ValidEvery)), None)
-            val = ('a validation pass after every epoch' if ve is None or ve.n == 1 else 'one validation pass after the last epoch'
-                   if ve.n == 0 else f'a validation pass every {ve.n} epochs')
+            n = self._valid_every()
+            val = ('a validation pass after every epoch' if n == 1 else 'one validation pass after the last epoch'
+                   if n == 0 else f'a validation pass every {n} epochs')
+            self.s = s
             print(f"ETA: {s:.2f} s per step, {left} steps left: training ends in about {s * left / 60:.1f} min "
                   f"(plus {val}), then the evaluation", flush=True)
+    def before_validate(self): self.tv = time.time()  # not reached when `ValidEvery` cancels the pass (it runs first)
+    def after_validate(self):
+        tv, self.tv = self.tv, None
+        if tv is None or self.told or self.s is None or not getattr(self.learn, 'fitting', True): return
+        n, later = self._valid_every(), range(self.epoch + 1, self.n_epoch)
+        n_val = sum(1 for e in later if n == 1 or e + 1 == self.n_epoch or (n > 1 and (e + 1) % n == 0))
+        if not n_val: return
+        v, steps = time.time() - tv, len(later) * len(self.dls.train)  # (n_iter counts the validation's batches here)
+        self.told = True
+        pl = '' if n_val == 1 else 's'
+        print(f"ETA: a validation pass takes {v:.1f} s and {n_val} more follow{'s' if n_val == 1 else ''}: training ends in about "
+              f"{(self.s * steps + v * n_val) / 60:.1f} min ({steps} steps and {n_val} validation{pl}), then the evaluation", flush=True)
 
 # %% ../../nbs/74_cli.main_job.ipynb #9a5eda67
 def unlearned_classes(iou:dict, # class -> IoU (None: absent), from `scores_json`
