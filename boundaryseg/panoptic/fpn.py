@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from fastai.torch_core import Module
 from ..models.layers import norm_layer
+from ..models.backbones import modules_through
 
 # %% ../../nbs/20_panoptic.fpn.ipynb #758c149b
 SLOPE = 0.01  # LeakyReLU slope of iABN (Sec. 3.1)
@@ -47,17 +48,12 @@ def leaky_backbone(bb:nn.Module, # a `models.backbones.Backbone` (a timm ResNet)
         for n, c in parent.named_children():
             if isinstance(c, nn.ReLU): setattr(parent, n, nn.LeakyReLU(SLOPE, inplace=True))
     if freeze is None: freeze = 2 if getattr(bb, 'pretrained', False) else 0  # random weights: nothing worth keeping fixed
+    if freeze not in (0, 1, 2): raise ValueError(f"freeze must be 0 (nothing), 1 (stem) or 2 (stem + res2); got {freeze}")
     if freeze:
-        mods = [d['module'].replace('.', '_') for d in bb.feature_info if d['reduction'] >= 4]
-        stops = {1: 'maxpool', 2: mods[0] if mods else None}
-        if freeze not in stops or stops[freeze] is None:
-            raise ValueError(f"freeze must be 0 (nothing), 1 (stem) or 2 (stem + res2); got {freeze}")
-        names = [n for n, _ in bb.body.named_children()]
-        if stops[freeze] not in names: raise ValueError(f"cannot freeze up to {stops[freeze]!r}: the backbone's modules are {names}")
-        frozen = names[:names.index(stops[freeze]) + 1]
-        for n, m in bb.body.named_children():
-            if n in frozen: m.requires_grad_(False).eval()
-        bb.frozen = sorted(set(getattr(bb, 'frozen', [])) | set(frozen), key=names.index)
+        mods = [d['module'] for d in bb.feature_info if d['reduction'] >= 4]
+        if not mods: raise ValueError("freeze needs a backbone side at stride 4 (res2); this backbone has none")
+        upto = modules_through(bb.body, mods[0])  # the stem's modules, then the stride-4 stage
+        bb.freeze_modules(upto if freeze == 2 else upto[:-1])
     return bb
 
 # %% ../../nbs/20_panoptic.fpn.ipynb #c1e030b4
