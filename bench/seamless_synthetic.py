@@ -17,6 +17,8 @@ threshold scaled with the image area (4096 px at 1024x2048), batch 4.
     python bench/seamless_synthetic.py --steps 2000                  # the run (not rerun since issue 19; several CPU-hours)
     python bench/seamless_synthetic.py --steps 2 --n-train 8 --n-val 2 --out /tmp/seamless_smoke   # a smoke run
     python bench/seamless_synthetic.py --device cuda --steps 20000
+    python bench/seamless_synthetic.py --steps 250 --threads 2 --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 \
+        --out nbs/tutorials/results/seamless_synthetic_lite0    # the tutorial's repaired run (ImageNet weights, about 80 minutes on two cores)
 """
 import argparse, json, os, sys, time
 from pathlib import Path
@@ -37,6 +39,7 @@ from boundaryseg.panoptic.inference import evaluate_panoptic  # noqa: E402
 from boundaryseg.panoptic.fusion import show_panoptic  # noqa: E402
 from boundaryseg.metrics.panoptic import sem_inst_to_panoptic  # noqa: E402
 from boundaryseg.vis import save_fig  # noqa: E402
+from boundaryseg.monitor import LossBalance, plot_loss_balance  # noqa: E402
 
 SCORES = ('pq', 'sq', 'rq', 'pq_th', 'sq_th', 'rq_th', 'pq_st', 'sq_st', 'rq_st', 'pq_dagger', 'miou', 'miou_semantic', 'ap', 'ap_detections')
 
@@ -88,6 +91,7 @@ def main():
     ap.add_argument('--recipe', default='seamless')
     ap.add_argument('--lr', type=float, default=None)
     ap.add_argument('--backbone', default='resnet18')
+    ap.add_argument('--pretrained', default=None, help="backbone weights: a registered local source ('efficientnet-lite0' for tf_efficientnet_lite0), a file, or 'true' for timm's hub; default: random")
     ap.add_argument('--data', default=str(ROOT / 'data' / 'synthetic_seamless'))
     ap.add_argument('--out', default=str(ROOT / 'nbs' / 'tutorials' / 'results' / 'seamless_synthetic'))
     ap.add_argument('--threads', type=int, default=1)
@@ -101,7 +105,8 @@ def main():
     out = Path(a.out)
     run = ROOT / 'runs' / out.name  # history.csv and model.pth (not committed)
     mk = budget_model_kw(h, w)
-    learn = seg_learner(dls, 'seamless', a.backbone, recipe=a.recipe, path=run, checkpoint=None, lr=a.lr, **mk)
+    pretrained = True if (a.pretrained or '').lower() == 'true' else a.pretrained
+    learn = seg_learner(dls, 'seamless', a.backbone, recipe=a.recipe, path=run, checkpoint=None, lr=a.lr, pretrained=pretrained, **mk)
     t0, c0 = time.perf_counter(), time.process_time()
     epochs = -(-a.steps // len(dls.train))
     learn.fit(epochs, cbs=[StopAfter(a.steps)])
@@ -114,14 +119,17 @@ def main():
     figure(r['examples'], ds.spec, out.with_name(out.name + '_val.png'))
     save_model(learn.model, run / 'model.pth', meta=dict(spec=ds.spec.name, data='synthetic', size=[h, w], short=a.short, recipe=a.recipe))
     f = lambda v: None if v != v else round(float(v), 5)
-    res = dict(settings=dict(backbone=a.backbone, pretrained=False, size=[h, w], short=a.short, scale=list(SYNTHETIC['scale']), loader='panoptic_dataloaders',
+    lb_rows = [row for cb in learn.cbs if isinstance(cb, LossBalance) for row in cb.rows]  # the loss-balance monitor's measurements
+    res = dict(settings=dict(backbone=a.backbone, pretrained=a.pretrained or False, size=[h, w], short=a.short, scale=list(SYNTHETIC['scale']), loader='panoptic_dataloaders',
                              bs=a.bs, epochs=epochs, iterations=int(learn.train_iter), device=a.device,
                              warmup_iters=learn.recipe.warmup_iters(epochs * len(dls.train)), frozen=list(learn.model.backbone.frozen),
                              n_train=a.n_train, n_val=a.n_val, seed=a.seed, recipe=learn.recipe.name, lr=learn.recipe.lr, model_kw=mk,
                              threads=a.threads, torch=torch.__version__),
                train_cpu_minutes=round(train_cpu / 60, 2), train_wall_minutes=round(train_wall / 60, 2),
                history=history, val={k: f(r[k]) for k in SCORES},
+               loss_balance=[{k: (f(v) if isinstance(v, float) else v) for k, v in row.items()} for row in lb_rows],
                val_per_class={ds.spec.classes[c]: {k: f(v) for k, v in s.items()} for c, s in r['per_class'].items()})
+    if lb_rows: save_fig(plot_loss_balance(lb_rows, title='Seamless on the synthetic scenes: loss balance'), out.with_name(out.name + '_balance.png'), dpi=90)
     js = out.with_suffix('.json')
     tmp = js.with_suffix('.tmp')
     tmp.write_text(json.dumps(res, indent=1))
