@@ -10,15 +10,17 @@ ratios 1/3, 1/2, 1, 2, 3, so that 85% of the thing boxes have an anchor at IoU >
 P6 has valid anchors (the old 128x256 crops with scale-2 anchors: 57% / 8%, and no valid P6 anchor at all;
 `experiments/seamless_anchors.py` measures both). The 'seamless' recipe (SGD 0.01 Nesterov, wd 1e-4, warm-up and
 x0.1 milestones at the paper's fractions of the run: 200/48k, 36k/48k, 44k/48k). Budget settings (stated in the JSON):
-ResNet-18 from scratch (nothing frozen: only pretrained weights are), FPN and RPN width 128, RoI head FC 256 / mask
-convs 128, 128 sampled RoIs per image, RPN top-2000 -> 500 proposals in training (1000 -> 300 at test), stuff-area
-threshold scaled with the image area (4096 px at 1024x2048), batch 4.
+ResNet-18 from scratch by default (nothing frozen: only pretrained weights are) or any timm backbone with `--pretrained`
+(the tutorial's run: ImageNet EfficientNet-Lite0, its stem and stride-4 stage frozen as the paper freezes res2), FPN and
+RPN width 128, RoI head FC 256 / mask convs 128, 128 sampled RoIs per image, RPN top-2000 -> 500 proposals in training
+(1000 -> 300 at test), stuff-area threshold scaled with the image area (4096 px at 1024x2048), batch 4. The JSON also
+holds the loss-balance monitor's measurements (every 50 steps), drawn in `<out>_balance.png`.
 
-    python bench/seamless_synthetic.py --steps 2000                  # the run (not rerun since issue 19; several CPU-hours)
+    python bench/seamless_synthetic.py --steps 2000                  # ResNet-18 from scratch (several CPU-hours here)
     python bench/seamless_synthetic.py --steps 2 --n-train 8 --n-val 2 --out /tmp/seamless_smoke   # a smoke run
     python bench/seamless_synthetic.py --device cuda --steps 20000
     python bench/seamless_synthetic.py --steps 250 --threads 2 --backbone tf_efficientnet_lite0 --pretrained efficientnet-lite0 \
-        --out nbs/tutorials/results/seamless_synthetic_lite0    # the tutorial's repaired run (ImageNet weights, about 80 minutes on two cores)
+        --out nbs/tutorials/results/seamless_synthetic    # the tutorial's run (ImageNet weights, about an hour on two cores)
 """
 import argparse, json, os, sys, time
 from pathlib import Path

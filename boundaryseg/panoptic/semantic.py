@@ -37,8 +37,10 @@ def replicate_pool(x:torch.Tensor, # (B,C,H,W)
 # %% ../../nbs/22_panoptic.semantic.ipynb #31f3e2da
 class MiniDL(Module):
     "Mini-DeepLab: [3x3, 3x3 dilation 6, 64x64 replicate-padded pool + 1x1] -> norm_act -> 1x1 (or 3x3) -> norm_act."
-    def __init__(self, ni:int=256, nf:int=128, dilation:int=6, pool=(64, 64), final_ks:int=1, norm:str='bn'):
-        self.pool = tuple(pool)
+    def __init__(self, ni:int=256, nf:int=128, dilation:int=6, pool=(64, 64), final_ks:int=1, norm:str='bn',
+                 pool_method:str='cumsum', # how the pool's means are computed (`replicate_pool`): 'cumsum' or 'avg_pool'
+                ):
+        self.pool, self.pool_method = tuple(pool), pool_method
         self.conv3 = nn.Conv2d(ni, nf, 3, padding=1, bias=False)
         self.conv_dil = nn.Conv2d(ni, nf, 3, padding=dilation, dilation=dilation, bias=False)
         self.conv_pool = nn.Conv2d(ni, nf, 1, bias=False)
@@ -47,7 +49,7 @@ class MiniDL(Module):
         self.act2 = norm_act(nf, norm)
 
     def forward(self, x):
-        y = torch.cat([self.conv3(x), self.conv_dil(x), self.conv_pool(replicate_pool(x, self.pool))], 1)
+        y = torch.cat([self.conv3(x), self.conv_dil(x), self.conv_pool(replicate_pool(x, self.pool, self.pool_method))], 1)
         return self.act2(self.conv_out(self.act1(y)))
 
 # %% ../../nbs/22_panoptic.semantic.ipynb #bc54b563
