@@ -8,7 +8,7 @@ a float64 reference. Medians of --repeats; the ratio is the figure (machines are
     .venv/bin/python bench/bench_minidl_pool.py --threads 1 --repeats 5
     .venv/bin/python bench/bench_minidl_pool.py --step      # also a whole Seamless training step each way (about 3 minutes)
 
-`--step` times the forward and backward pass of the synthetic run's model (`bench/seamless_synthetic.py`: ResNet-18,
+`--step` times (a warm-up, then each way twice, alternated) the forward and backward pass of the synthetic run's model (`bench/seamless_synthetic.py`: ResNet-18,
 its budget heads, the six loss terms) on one batch of its loader, with MiniDL's `pool_method` set each way.
 
 Prints a table; the figures are quoted in nbs/22_panoptic.semantic.ipynb."""
@@ -55,7 +55,7 @@ def main():
 
 
 def step(a, data='/tmp/bench_minidl_pool_data'):
-    "Forward + backward of the synthetic Seamless run's model on one batch, MiniDL's pool each way (medians of --repeats)."
+    "Forward + backward of the synthetic Seamless run's model on one batch, MiniDL's pool each way: a warm-up, then the two alternated twice (once if --repeats is 1), medians."
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from seamless_synthetic import SYNTHETIC, budget_model_kw
     from boundaryseg.core import set_seed
