@@ -9,6 +9,7 @@ data pipeline (synthetic images, augmentation, boundary targets) when --data is 
 
     .venv/bin/python bench/bench_step.py [--threads 2] [--steps 4] [--data data/synthetic]
     .venv/bin/python bench/bench_step.py --configs fast --compile   # eager vs torch.compile (inductor) for the fast model
+    .venv/bin/python bench/bench_step.py --backbones tf_efficientnet_lite0,tf_efficientnet_lite1,tf_efficientnet_lite2 --steps 8
     .venv/bin/python bench/bench_step.py --fuse                       # the CASENet fuse alone: GroupedFuse vs the grouped conv
 """
 import argparse, time, warnings
@@ -21,6 +22,7 @@ ap.add_argument('--data', default=None, help='a synthetic dataset folder: also t
 ap.add_argument('--configs', default='fast,long')
 ap.add_argument('--compile', action='store_true', help="also time the fast model under torch.compile (inductor, CPU): compile time and seconds per step beside eager, same process")
 ap.add_argument('--fuse', action='store_true', help="only time the CASENet fuse (layers.GroupedFuse) against the grouped 1x1 conv of the sliced concatenation it stands for, at the main job's shapes")
+ap.add_argument('--backbones', default=None, help="only time the fast model with each of these timm backbones (comma-separated), their steps alternated in one process; ratios against the first")
 ap.add_argument('--precision', default='auto', help="auto (what the main job runs: the recipe's mixed_precision on this CPU), fp32, bf16, or both (fp32 and bf16)")
 a = ap.parse_args()
 warnings.filterwarnings('ignore')
@@ -60,7 +62,31 @@ def time_fuse(reps=7):
     print(f"CASENet fuse, {rec.bs}x(19+3)x{h}x{w}, {'bf16 autocast' if amp else 'fp32'}, forward+backward, median of {reps}: "
           + ', '.join(f"{k} {v * 1e3:.1f} ms" for k, v in med.items()) + f"; ratio {med['conv(sliced_concat)'] / med['GroupedFuse']:.2f}x")
 
+def time_backbones(names):
+    "Seconds per fp32/auto training step of the fast model (its recipe's batch, channels-last) with each backbone, steps alternated."
+    cfg = MAIN_CONFIGS['fast']
+    rec, spec = get_recipe(cfg['recipe']), arch_spec(cfg['arch'])
+    amp = bool(_mixed_precision(rec.mixed_precision)) if a.precision == 'auto' else a.precision == 'bf16'
+    x, y = batch(rec)
+    runs = {}
+    for n in names:
+        m = seg_model(cfg['arch'], n, n_classes=19, **dict(rec.model_kw, boundary_head='casenet')).train().to(memory_format=torch.channels_last)
+        if amp: CPUAutocast().hook(m)
+        runs[n] = (m, seg_loss(m.spec, 19, weights=dict(rec.loss_weights), **rec.loss_kw), torch.optim.AdamW(m.parameters(), lr=rec.lr), [])
+    for i in range(a.steps + 1):
+        for n, (m, loss, opt, ts) in runs.items():  # alternated, so every backbone sees the same machine
+            t = time.time()
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp): out = m(x)
+            loss(out, y).backward(); opt.step(); opt.zero_grad()
+            if i: ts.append(time.time() - t)
+    med = {n: sorted(r[3])[len(r[3]) // 2] for n, r in runs.items()}
+    for n, s in med.items():
+        print(f"fast {cfg['arch']}/{n} bs {rec.bs} {rec.crop[0]}x{rec.crop[1]} {'bf16 autocast' if amp else 'fp32'}: median {s:.3f} s per step "
+              f"({', '.join(f'{t:.2f}' for t in runs[n][3])}); {med[n] / med[names[0]]:.2f}x {names[0]}; "
+              f"{sum(p.numel() for p in runs[n][0].parameters()) / 1e6:.1f}M parameters", flush=True)
+
 if a.fuse: time_fuse(); raise SystemExit
+if a.backbones: time_backbones(a.backbones.split(',')); raise SystemExit
 res, per_image = {}, {}
 precs = ['fp32', 'bf16'] if a.precision == 'both' else [a.precision]
 runs = [(n, p) for n in a.configs.split(',') for p in precs]

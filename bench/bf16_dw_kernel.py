@@ -8,29 +8,19 @@ and the fast configuration's 320-channel ASPP maps (4x8, 8x16). See `52_learner`
 """
 import argparse, warnings
 import torch
-import torch.nn.functional as F
 
 ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
 ap.add_argument('--threads', type=int, default=2)
 a = ap.parse_args()
 warnings.filterwarnings('ignore')
 torch.set_num_threads(a.threads)
-from boundaryseg.learner import bf16_channels_last_ok
+from boundaryseg.learner import bf16_channels_last_ok, conv_weight_grad
 
 def rel_err(conv, shape, fmt):
-    "Relative error (max |diff| / max |ref|) of the bf16 weight gradient in memory format `fmt` against fp32."
-    g = torch.Generator().manual_seed(0)
-    x, dy = torch.randn(shape, generator=g), None
-    grads = {}
-    for name, bf16, f in (('fp32', False, torch.contiguous_format), ('bf16', True, fmt)):
-        w = conv.weight.detach().clone(memory_format=f).requires_grad_(True)
-        xi = x.contiguous(memory_format=f).requires_grad_(True)
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
-            y = F.conv2d(xi, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
-        if dy is None: dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
-        y.backward(dy.to(y.dtype).contiguous(memory_format=f))
-        grads[name] = w.grad.float()
-    return float((grads['bf16'] - grads['fp32']).abs().max() / grads['fp32'].abs().max())
+    "Relative error (max |diff| / max |ref|) of the bf16 weight gradient in memory format `fmt` against fp32 (contiguous)."
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    ref = conv_weight_grad(conv, x, torch.contiguous_format, bf16=False)
+    return float((conv_weight_grad(conv, x, fmt) - ref).abs().max() / ref.abs().max())
 
 print(f"torch {torch.__version__}, native bf16: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
 print(f"{'input (N, C, H, W)':<22} {'dilation':>8} {'kernels agree':>14} {'rel. err. channels-last':>24} {'rel. err. contiguous':>21}")

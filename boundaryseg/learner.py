@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['METRICS', 'MIXED_PRECISION', 'PolyDecay', 'recipe_lr', 'LRSchedule', 'param_groups', 'GatherDictPreds', 'SegLearner',
-           'show_seg_results', 'register_metric', 'make_metrics', 'bf16_channels_last_ok', 'CPUAutocast', 'opt_func',
-           'seg_learner']
+           'show_seg_results', 'register_metric', 'make_metrics', 'conv_weight_grad', 'bf16_channels_last_ok',
+           'CPUAutocast', 'opt_func', 'seg_learner']
 
 # %% ../nbs/52_learner.ipynb #fb9f3564
 import warnings
@@ -234,22 +234,27 @@ def _dense_strides(shape):
     "The strides of a contiguous (row-major) tensor of `shape`."
     return tuple(int(np.prod(shape[i + 1:])) for i in range(len(shape)))
 
+def conv_weight_grad(conv:nn.Conv2d, # a convolution (its weights are copied, its gradients untouched)
+                     x:torch.Tensor, # its input (N, C, H, W)
+                     fmt=torch.contiguous_format, # memory format of the input, the weight and the output gradient
+                     bf16:bool=True, # under CPU bf16 autocast (False: fp32)
+                    ) -> torch.Tensor:
+    "The weight gradient of `conv` on `x` in memory format `fmt` for a fixed random output gradient (seed 1), in fp32."
+    w = conv.weight.detach().float().clone(memory_format=fmt).requires_grad_(True)  # a (C, 1, k, k) weight is both layouts but for its strides
+    xi = x.contiguous(memory_format=fmt).requires_grad_(True)  # as inside a network: the kernel then computes both gradients
+    with torch.enable_grad():
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+            y = F.conv2d(xi, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.dtype).contiguous(memory_format=fmt))
+    return w.grad.float()
+
 def bf16_channels_last_ok(conv:nn.Conv2d, # a convolution (its weights are copied, its gradients untouched)
                           shape:tuple, # the input's (N, C, H, W)
                           tol:float=0.05, # largest difference allowed, relative to the largest gradient (bf16 rounding: ~0.005)
                          ) -> bool:
     "Whether CPU bf16 autocast gives `conv`'s weight gradient for a channels-last input of `shape` as for a contiguous one."
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=g)
-    def wgrad(fmt):
-        w = conv.weight.detach().float().clone(memory_format=fmt).requires_grad_(True)  # a (C, 1, k, k) weight is both layouts but for its strides
-        xi = x.contiguous(memory_format=fmt).requires_grad_(True)  # as inside a network: the kernel then computes both gradients
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            y = F.conv2d(xi, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
-        y.backward(torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.dtype).contiguous(memory_format=fmt))
-        return w.grad
-    with torch.enable_grad():
-        ref, cl = wgrad(torch.contiguous_format), wgrad(torch.channels_last)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    ref, cl = conv_weight_grad(conv, x, torch.contiguous_format), conv_weight_grad(conv, x, torch.channels_last)
     return bool(torch.isfinite(cl).all()) and float((cl - ref).abs().max()) <= tol * float(ref.abs().max())
 
 class CPUAutocast(MixedPrecision):

@@ -96,7 +96,7 @@ register_recipe(Recipe('msci', 'MSCI Sec. 5 (momentum and weight decay: Caffe de
                        schedule='step', milestones=(0.5,), aux=False, crop=(512, 512), bs=12, iters=120_000))
 register_recipe(Recipe('main', 'the main job on the synthetic dataset: ImageNet EfficientNet-Lite0, DeepLabV3+ head (74_cli.main_job)', opt='adamw',
                        lr=4e-3, wd=1e-2, head_lr_mult=1., class_weight='sqrt', mixed_precision='auto', aux=False, crop=(128, 256), bs=4,
-                       epochs=48, model_kw={'width': 64, 'output_stride': 32}, loss_kw={'radius': 2}))
+                       epochs=48, model_kw={'width': 64, 'output_stride': 32}, loss_kw={'radius': 1}))
 register_recipe(Recipe('main_long', 'the previous main job: width-128 FastFCN-PSP from random weights (74_cli.main_job)', opt='adamw',
                        lr=2e-3, wd=1e-2, head_lr_mult=1., class_weight='sqrt', mixed_precision='auto', crop=(128, 256), bs=8, epochs=80,
                        model_kw={'width': 128}, loss_kw={'radius': 2}))

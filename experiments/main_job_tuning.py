@@ -44,6 +44,16 @@ ARMS = {
     # third stage: more training scenes from the same generator (the first 100 and the 20 validation scenes are the same
     # images: each scene's seed is (seed, split, index)), in their own folder `<root>_n<N>`
     'n_train500': ({'lr': 4e-3}, {'bs': 4, 'n_train': 500}, 1.),
+    # fourth stage, relative to the job as it is now (`main` recipe: batch 4, lr 4e-3, 48 epochs = 1,200 steps), in fp32 on a
+    # CPU without native bfloat16: the boundary head's targets at radius 1 (at radius 2 the positive weight of its loss
+    # clamps to 1 on most crops), batch 2 at equal images (2x the steps), OHEM on the hardest quarter of each image's pixels
+    'edge_radius1': ({'lr': 4e-3, 'loss_kw': {'radius': 1}}, {'bs': 4}, 1.),
+    'edge_radius2': ({'lr': 4e-3, 'loss_kw': {'radius': 2}}, {'bs': 4}, 1.),  # the job before radius 1 (SBCB's radius), for more seeds
+    'bs2_lr4e-3': ({'lr': 4e-3}, {'bs': 2}, 1.),
+    'ohem0.25': ({'lr': 4e-3, 'ohem': 0.25}, {'bs': 4}, 1.),
+    # the larger ImageNet EfficientNet-Lite backbones whose weights install offline (`models.weights`), at equal steps
+    'lite1': ({'lr': 4e-3, 'backbone': 'tf_efficientnet_lite1', 'pretrained': 'efficientnet-lite1'}, {'bs': 4}, 1.),
+    'lite2': ({'lr': 4e-3, 'backbone': 'tf_efficientnet_lite2', 'pretrained': 'efficientnet-lite2'}, {'bs': 4}, 1.),
 }
 
 def _per_class(iou, classes):
@@ -73,9 +83,10 @@ def run_arm(name, epochs, seed, root, device, threads):
         root, epochs = f'{root}_n{n_train}', epochs * 100 // n_train
     dls = seg_dataloaders('synthetic', root, seed=seed, n_train=n_train, n_val=20, device=device, **dl)
     kw = dict(dict(recipe=cfg['recipe'], boundary_head='casenet', lr=2e-3), **kw)
+    backbone, pretrained = kw.pop('backbone', cfg['backbone']), kw.pop('pretrained', cfg['pretrained'])
     unset = {k: None for k, v in kw.items() if v is None and k in RECIPE_FIELDS}  # e.g. class_weight=None: no class weights
     if unset: kw = dict({k: v for k, v in kw.items() if k not in unset}, recipe=dataclasses.replace(rec, **unset))
-    learn = seg_learner(dls, arch=cfg['arch'], backbone=cfg['backbone'], pretrained=parse_pretrained(cfg['pretrained']),
+    learn = seg_learner(dls, arch=cfg['arch'], backbone=backbone, pretrained=parse_pretrained(pretrained),
                         path=f'/tmp/main_job_tuning/{name}', checkpoint=None, monitor=0, cbs=[ValidEvery(0), ChannelsLast()], **kw)
     t = time.time()
     with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
@@ -86,6 +97,8 @@ def run_arm(name, epochs, seed, root, device, threads):
     else: miou = float(ev(False)['miou'])
     ef = ev(True)  # the same model at test time with a horizontal flip (mean of both predictions)
     learner = {k: (v.name if k == 'recipe' and not isinstance(v, str) else v) for k, v in kw.items()} | ({'unset': sorted(unset)} if unset else {})
+    if backbone != cfg['backbone']: learner.update(backbone=backbone, pretrained=pretrained)
+    learner.setdefault('loss_kw', dict(rec.loss_kw))  # the boundary targets' radius trained (rows before this field: the recipe's radius 2)
     return dict(arm=name, seed=seed, epochs=epochs, steps=epochs * len(dls.train), train_s=round(train_s, 1), miou=round(miou, 4),
                 miou_flip=round(float(ef['miou']), 4), iou_flip=_per_class(ef['iou'], dls.spec.classes), learner=learner,
                 data={k: list(v) if isinstance(v, tuple) else v for k, v in dl.items()} | {'n_train': n_train}, test_scale=test_scale, device=device,

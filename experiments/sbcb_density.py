@@ -1,5 +1,6 @@
 """Boundary density of SBCB's testbed and the positive weight it gives the multi-label edge loss, before and after the
-rebuild of issue 19 (6), against a Cityscapes-like reference.
+rebuild of issue 19 (6), against a Cityscapes-like reference; and the same for the main job's crops (`main` recipe) at
+SBCB's radius 2 and at its recipe's radius.
 
 For each setting, over the first --batches training batches of `seg_dataloaders('synthetic', targets='auto')` (the
 experiments' loader: random scale, crop, flip): P/HW, the boundary pixels summed over classes per image pixel (what
@@ -27,9 +28,14 @@ from boundaryseg.data.labels import CITYSCAPES  # noqa: E402
 from boundaryseg.boundary_losses import edge_pos_weight  # noqa: E402
 from sbcb_experiments import TESTBED  # noqa: E402  the rebuilt testbed
 
+from boundaryseg.recipes import get_recipe  # noqa: E402
+
 SETTINGS = {  # name -> synthetic scene size, training crop, boundary radius
     'before': dict(image_size=(128, 256), crop=(64, 128), radius=2),
     'after': TESTBED,
+    # the main job (`boundaryseg main`: 256x512 scenes, the `main` recipe's crop) with SBCB's radius 2, and with its recipe's
+    'main_job_radius2': dict(image_size=(256, 512), crop=tuple(get_recipe('main').crop), radius=2),
+    'main_job': dict(image_size=(256, 512), crop=tuple(get_recipe('main').crop), radius=get_recipe('main').loss_kw['radius']),
 }
 
 

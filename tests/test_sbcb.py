@@ -167,3 +167,19 @@ def test_testbed_boundary_density(tmp_path):
     assert before['clamped'] > 0.3 and before['pos_weight_median'] < 1.5, before
     ref = sd.cityscapes_like()
     assert ref['clamped'] == 0 and 10 < ref['pos_weight_median'] < 20, ref
+
+
+def test_main_job_boundary_density(tmp_path):
+    """The main job's boundary head trains a class-balanced loss: on its crops (256x512 scenes, the `main` recipe's
+    128x256) at its recipe's radius no image's positive weight clamps to 1 and the median weight is several times 1,
+    where SBCB's radius 2 clamps a fifth of them (median weight about 2)."""
+    import importlib.util, sys
+    sys.path.insert(0, str(ROOT / 'experiments'))
+    spec = importlib.util.spec_from_file_location('sbcb_density', ROOT / 'experiments' / 'sbcb_density.py')
+    sd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sd)
+    from boundaryseg.recipes import get_recipe
+    assert sd.SETTINGS['main_job']['radius'] == get_recipe('main').loss_kw['radius'] == 1
+    now, r2 = (sd.synthetic(sd.SETTINGS[k], tmp_path / 'synthetic_256', batches=2) for k in ('main_job', 'main_job_radius2'))
+    assert now['clamped'] == 0 and now['pos_weight_median'] > 3, now
+    assert r2['clamped'] > 0.1 and r2['pos_weight_median'] < 2.5, r2
