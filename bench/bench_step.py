@@ -62,27 +62,40 @@ def time_fuse(reps=7):
     print(f"CASENet fuse, {rec.bs}x(19+3)x{h}x{w}, {'bf16 autocast' if amp else 'fp32'}, forward+backward, median of {reps}: "
           + ', '.join(f"{k} {v * 1e3:.1f} ms" for k, v in med.items()) + f"; ratio {med['conv(sliced_concat)'] / med['GroupedFuse']:.2f}x")
 
-def time_backbones(names):
-    "Seconds per fp32/auto training step of the fast model (its recipe's batch, channels-last) with each backbone, steps alternated."
-    cfg = MAIN_CONFIGS['fast']
+def build(cfg, backbone=None):
+    "The main-job model of config `cfg` (optionally on another backbone) in channels-last, its loss and its AdamW, as the job trains them."
     rec, spec = get_recipe(cfg['recipe']), arch_spec(cfg['arch'])
+    mk = dict(rec.model_kw, boundary_head='casenet')
+    if 'aux' in spec.outputs: mk['aux'] = rec.aux
+    m = seg_model(cfg['arch'], backbone or cfg['backbone'], n_classes=19, **mk).train().to(memory_format=torch.channels_last)
+    weights = {**({'aux': 0} if not rec.aux and 'aux' in spec.losses else {}), **rec.loss_weights}
+    return m, seg_loss(m.spec, 19, weights=weights, **rec.loss_kw), torch.optim.AdamW(m.parameters(), lr=rec.lr, weight_decay=rec.wd)
+
+def train_step(m, loss, opt, x, y, amp):
+    "One training step; its seconds."
+    t = time.time()
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp): out = m(x)
+    loss(out, y).backward(); opt.step(); opt.zero_grad()
+    return time.time() - t
+
+def time_backbones(names):
+    "Seconds per training step of the fast model (its recipe's batch, channels-last) with each backbone, steps alternated."
+    cfg = MAIN_CONFIGS['fast']
+    rec = get_recipe(cfg['recipe'])
     amp = bool(_mixed_precision(rec.mixed_precision)) if a.precision == 'auto' else a.precision == 'bf16'
     x, y = batch(rec)
-    runs = {}
-    for n in names:
-        m = seg_model(cfg['arch'], n, n_classes=19, **dict(rec.model_kw, boundary_head='casenet')).train().to(memory_format=torch.channels_last)
-        if amp: CPUAutocast().hook(m)
-        runs[n] = (m, seg_loss(m.spec, 19, weights=dict(rec.loss_weights), **rec.loss_kw), torch.optim.AdamW(m.parameters(), lr=rec.lr), [])
+    runs = {n: build(cfg, n) for n in names}
+    if amp:
+        for m, *_ in runs.values(): CPUAutocast().hook(m)
+    ts = {n: [] for n in names}
     for i in range(a.steps + 1):
-        for n, (m, loss, opt, ts) in runs.items():  # alternated, so every backbone sees the same machine
-            t = time.time()
-            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp): out = m(x)
-            loss(out, y).backward(); opt.step(); opt.zero_grad()
-            if i: ts.append(time.time() - t)
-    med = {n: sorted(r[3])[len(r[3]) // 2] for n, r in runs.items()}
+        for n, r in runs.items():  # alternated, so every backbone sees the same machine
+            t = train_step(*r, x, y, amp)
+            if i: ts[n].append(t)
+    med = {n: sorted(v)[len(v) // 2] for n, v in ts.items()}
     for n, s in med.items():
         print(f"fast {cfg['arch']}/{n} bs {rec.bs} {rec.crop[0]}x{rec.crop[1]} {'bf16 autocast' if amp else 'fp32'}: median {s:.3f} s per step "
-              f"({', '.join(f'{t:.2f}' for t in runs[n][3])}); {med[n] / med[names[0]]:.2f}x {names[0]}; "
+              f"({', '.join(f'{t:.2f}' for t in ts[n])}); {s / med[names[0]]:.2f}x {names[0]}; "
               f"{sum(p.numel() for p in runs[n][0].parameters()) / 1e6:.1f}M parameters", flush=True)
 
 if a.fuse: time_fuse(); raise SystemExit
@@ -96,27 +109,13 @@ for name, pr in runs:
     name = name.split('+')[0]
     cfg = MAIN_CONFIGS[name]
     rec = get_recipe(cfg['recipe'])
-    spec = arch_spec(cfg['arch'])
-    mk = dict(rec.model_kw, boundary_head='casenet')
-    if 'aux' in spec.outputs: mk['aux'] = rec.aux
-    m = seg_model(cfg['arch'], cfg['backbone'], n_classes=19, **mk).train().to(memory_format=torch.channels_last)
+    m, loss, opt = build(cfg)
     step_m = torch.compile(m) if compiled else m
-    weights = {**({'aux': 0} if not rec.aux and 'aux' in spec.losses else {}), **rec.loss_weights}
-    loss = seg_loss(m.spec, 19, weights=weights, **rec.loss_kw)
     amp = bool(_mixed_precision(rec.mixed_precision)) if pr == 'auto' else pr == 'bf16'
     prec = ('bf16 autocast' if amp else 'fp32') + (' (auto)' if pr == 'auto' else '')
     if amp: CPUAutocast().hook(m)  # as `seg_learner` trains under bf16 autocast: dilated depthwise convolutions checked (`learner.CPUAutocast`)
-    opt = torch.optim.AdamW(m.parameters(), lr=rec.lr, weight_decay=rec.wd)
     x, y = batch(rec)
-    ts = []
-    for i in range(a.steps + 1):
-        t = time.time()
-        if amp:
-            with torch.autocast('cpu', dtype=torch.bfloat16): out = step_m(x)
-        else: out = step_m(x)
-        l = loss(out, y)
-        l.backward(); opt.step(); opt.zero_grad()
-        ts.append(time.time() - t)
+    ts = [train_step(step_m, loss, opt, x, y, amp) for _ in range(a.steps + 1)]
     s = sorted(ts[1:])[len(ts[1:]) // 2]
     if compiled:
         name = name + '+compile'

@@ -30,12 +30,13 @@ from sbcb_experiments import TESTBED  # noqa: E402  the rebuilt testbed
 
 from boundaryseg.recipes import get_recipe  # noqa: E402
 
+MAIN = get_recipe('main')  # the main job's recipe (`boundaryseg main`)
 SETTINGS = {  # name -> synthetic scene size, training crop, boundary radius
     'before': dict(image_size=(128, 256), crop=(64, 128), radius=2),
     'after': TESTBED,
     # the main job (`boundaryseg main`: 256x512 scenes, the `main` recipe's crop) with SBCB's radius 2, and with its recipe's
-    'main_job_radius2': dict(image_size=(256, 512), crop=tuple(get_recipe('main').crop), radius=2),
-    'main_job': dict(image_size=(256, 512), crop=tuple(get_recipe('main').crop), radius=get_recipe('main').loss_kw['radius']),
+    'main_job_radius2': dict(image_size=(256, 512), crop=tuple(MAIN.crop), radius=2),
+    'main_job': dict(image_size=(256, 512), crop=tuple(MAIN.crop), radius=MAIN.loss_kw['radius']),
 }
 
 

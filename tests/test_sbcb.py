@@ -152,15 +152,21 @@ def test_edge_loss_clamp_is_visible():
     torch.testing.assert_close(lf.pos_weight, (64 * 128 - P) / P)
 
 
-def test_testbed_boundary_density(tmp_path):
-    """Issue 19 (6): the rebuilt SBCB testbed has Cityscapes-like boundary density: no image's positive weight clamps
-    and the median weight is several times 1 (Cityscapes-like crops: about 13), where the old testbed (64x128 crops,
-    radius 2) clamped on most images."""
+def _sbcb_density():
+    "experiments/sbcb_density.py as a module (its settings and measurements)."
     import importlib.util, sys
     sys.path.insert(0, str(ROOT / 'experiments'))
     spec = importlib.util.spec_from_file_location('sbcb_density', ROOT / 'experiments' / 'sbcb_density.py')
     sd = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sd)
+    return sd
+
+
+def test_testbed_boundary_density(tmp_path):
+    """Issue 19 (6): the rebuilt SBCB testbed has Cityscapes-like boundary density: no image's positive weight clamps
+    and the median weight is several times 1 (Cityscapes-like crops: about 13), where the old testbed (64x128 crops,
+    radius 2) clamped on most images."""
+    sd = _sbcb_density()
     after, before = (sd.synthetic(sd.SETTINGS[k], tmp_path / k, batches=2) for k in ('after', 'before'))
     assert sd.SETTINGS['after']['radius'] == 1
     assert after['clamped'] == 0 and after['pos_weight_median'] > 5 and after['pos_per_pixel'] < 0.2, after
@@ -173,11 +179,7 @@ def test_main_job_boundary_density(tmp_path):
     """The main job's boundary head trains a class-balanced loss: on its crops (256x512 scenes, the `main` recipe's
     128x256) at its recipe's radius no image's positive weight clamps to 1 and the median weight is several times 1,
     where SBCB's radius 2 clamps a fifth of them (median weight about 2)."""
-    import importlib.util, sys
-    sys.path.insert(0, str(ROOT / 'experiments'))
-    spec = importlib.util.spec_from_file_location('sbcb_density', ROOT / 'experiments' / 'sbcb_density.py')
-    sd = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sd)
+    sd = _sbcb_density()
     from boundaryseg.recipes import get_recipe
     assert sd.SETTINGS['main_job']['radius'] == get_recipe('main').loss_kw['radius'] == 1
     now, r2 = (sd.synthetic(sd.SETTINGS[k], tmp_path / 'synthetic_256', batches=2) for k in ('main_job', 'main_job_radius2'))
