@@ -35,9 +35,22 @@ class LossTermsCallback(Callback):
         at = len(names) - 1 if names[-1] == 'time' else len(names)
         self.recorder.metric_names = type(self.recorder.metric_names)(
             names[:at] + [f'{p}_{t}' for p in ('train', 'valid') for t in self.terms] + names[at:])
-        self.sums = {'train': None, 'valid': None}
+        self.sums, self._checked = {'train': None, 'valid': None}, False
 
     def before_train(self): self.sums['train'] = None
+
+    def after_loss(self):
+        "On the first training batch of a fit: every term must have run (`SegLoss` skips a term whose outputs the model does not return)."
+        if not self.training or not self.terms or getattr(self, '_checked', False): return
+        self._checked = True
+        last = getattr(self.learn.loss_func, 'last', None)
+        missing = [t for t in self.terms if last is not None and t not in last]
+        if missing:
+            keys = getattr(self.learn.loss_func, 'keys', {})
+            got = sorted(self.learn.pred) if isinstance(self.learn.pred, dict) else ['(a tensor)']
+            raise ValueError(f"loss terms {missing} did not run in training: they read the outputs "
+                             f"{sorted({k for t in missing for k in keys.get(t, (t,))})}, and the model returned {got}. "
+                             f"Give the model the head that makes them, or drop the terms (weight 0 in seg_loss)")
     def before_validate(self): self.sums['valid'] = None
 
     def after_batch(self):

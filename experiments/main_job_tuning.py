@@ -54,7 +54,64 @@ ARMS = {
     # the larger ImageNet EfficientNet-Lite backbones whose weights install offline (`models.weights`), at equal steps
     'lite1': ({'lr': 4e-3, 'backbone': 'tf_efficientnet_lite1', 'pretrained': 'efficientnet-lite1'}, {'bs': 4}, 1.),
     'lite2': ({'lr': 4e-3, 'backbone': 'tf_efficientnet_lite2', 'pretrained': 'efficientnet-lite2'}, {'bs': 4}, 1.),
+    # fifth stage, relative to the job as it is now (the `main` recipe: radius-1 targets; its rows are the 'edge_radius1' arm):
+    # weights averaged over training (timm's ModelEmaV3, decay 0.995: about the last 200 steps; the average is evaluated),
+    # the backbone's BatchNorm layers kept in eval mode (ImageNet statistics; their affine parameters still train),
+    # twice the learning rate with a 5% linear warm-up, and a Lovasz-softmax term beside the cross-entropy (Berman et al.
+    # 2018: a surrogate of the per-class IoU that mIoU averages; weight 1, over the classes present in the batch)
+    'ema0.995': ({'lr': 4e-3, '_ema': 0.995}, {'bs': 4}, 1.),
+    'bn_frozen': ({'lr': 4e-3, '_bn_frozen': True}, {'bs': 4}, 1.),
+    'lr8e-3_warmup': ({'lr': 8e-3, 'warmup': 60, 'warmup_ratio': 0.1}, {'bs': 4}, 1.),
+    'lovasz1': ({'lr': 4e-3, '_lovasz': 1.}, {'bs': 4}, 1.),
 }
+
+def lovasz_softmax(logits, mask, ignore_index):
+    "Lovasz-softmax (Berman et al. 2018, Alg. 1 per class): the Lovasz extension of each class's Jaccard loss at the errors |1[y=c] - p_c|, averaged over the classes present in `mask`."
+    import torch
+    C = logits.shape[1]
+    p = logits.float().softmax(1).movedim(1, 0).reshape(C, -1)
+    y = mask.reshape(-1)
+    keep = y != ignore_index
+    p, y = p[:, keep], y[keep]
+    fg = (y[None] == torch.arange(C, device=y.device)[:, None]).float()
+    present = fg.sum(1) > 0
+    p, fg = p[present], fg[present]
+    err, order = (fg - p).abs().sort(1, descending=True)
+    fg = fg.gather(1, order)
+    gts = fg.sum(1, keepdim=True)
+    jac = 1 - (gts - fg.cumsum(1)) / (gts + (1 - fg).cumsum(1))
+    grad = torch.cat([jac[:, :1], jac[:, 1:] - jac[:, :-1]], 1)
+    return (err * grad).sum(1).mean()
+
+def _extras(ema, bn_frozen, lovasz):
+    "The fifth stage's callbacks: weight averaging, frozen backbone BatchNorm, a Lovasz-softmax term."
+    import torch
+    from fastai.callback.core import Callback
+    cbs = []
+    if ema:
+        from timm.utils import ModelEmaV3
+        class EMA(Callback):
+            order = 60  # after the optimizer step
+            def before_fit(self): self.ema = ModelEmaV3(self.learn.model, decay=ema)
+            def after_batch(self):
+                if self.training: self.ema.update(self.learn.model)
+            def after_fit(self): self.learn.model.load_state_dict(self.ema.module.state_dict())
+        cbs.append(EMA())
+    if bn_frozen:
+        class FrozenBN(Callback):
+            order = 1  # after TrainEvalCallback's model.train()
+            def before_train(self):
+                for m in self.learn.model.backbone.modules():
+                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm): m.eval()
+        cbs.append(FrozenBN())
+    if lovasz:
+        class Lovasz(Callback):
+            "Adds the term to the training loss (the validation loss is left as it is)."
+            def after_loss(self):
+                if self.training:
+                    self.learn.loss_grad = self.learn.loss_grad + lovasz * lovasz_softmax(self.pred['seg'], self.yb[0], self.learn.loss_func.ignore_index)
+        cbs.append(Lovasz())
+    return cbs
 
 def _per_class(iou, classes):
     items = iou.items() if isinstance(iou, dict) else zip(classes, [float(v) for v in iou])
@@ -84,10 +141,12 @@ def run_arm(name, epochs, seed, root, device, threads):
     dls = seg_dataloaders('synthetic', root, seed=seed, n_train=n_train, n_val=20, device=device, **dl)
     kw = dict(dict(recipe=cfg['recipe'], boundary_head='casenet', lr=2e-3), **kw)
     backbone, pretrained = kw.pop('backbone', cfg['backbone']), kw.pop('pretrained', cfg['pretrained'])
+    extra = {k[1:]: kw.pop(k) for k in ('_ema', '_bn_frozen', '_lovasz') if k in kw}
+    extras = _extras(extra.get('ema'), extra.get('bn_frozen', False), extra.get('lovasz'))
     unset = {k: None for k, v in kw.items() if v is None and k in RECIPE_FIELDS}  # e.g. class_weight=None: no class weights
     if unset: kw = dict({k: v for k, v in kw.items() if k not in unset}, recipe=dataclasses.replace(rec, **unset))
     learn = seg_learner(dls, arch=cfg['arch'], backbone=backbone, pretrained=parse_pretrained(pretrained),
-                        path=f'/tmp/main_job_tuning/{name}', checkpoint=None, monitor=0, cbs=[ValidEvery(0), ChannelsLast()], **kw)
+                        path=f'/tmp/main_job_tuning/{name}', checkpoint=None, monitor=0, cbs=[ValidEvery(0), ChannelsLast(), *extras], **kw)
     t = time.time()
     with learn.no_bar(), learn.no_logging(): learn.fit(epochs)
     train_s = time.time() - t
@@ -98,7 +157,8 @@ def run_arm(name, epochs, seed, root, device, threads):
     ef = ev(True)  # the same model at test time with a horizontal flip (mean of both predictions)
     learner = {k: (v.name if k == 'recipe' and not isinstance(v, str) else v) for k, v in kw.items()} | ({'unset': sorted(unset)} if unset else {})
     if backbone != cfg['backbone']: learner.update(backbone=backbone, pretrained=pretrained)
-    learner.setdefault('loss_kw', dict(rec.loss_kw))  # the boundary targets' radius trained (rows before this field: the recipe's radius 2)
+    learner.setdefault('loss_kw', dict(rec.loss_kw))
+    if extra: learner['extra'] = extra  # the fifth stage's callbacks  # the boundary targets' radius trained (rows before this field: the recipe's radius 2)
     return dict(arm=name, seed=seed, epochs=epochs, steps=epochs * len(dls.train), train_s=round(train_s, 1), miou=round(miou, 4),
                 miou_flip=round(float(ef['miou']), 4), iou_flip=_per_class(ef['iou'], dls.spec.classes), learner=learner,
                 data={k: list(v) if isinstance(v, tuple) else v for k, v in dl.items()} | {'n_train': n_train}, test_scale=test_scale, device=device,
