@@ -11,6 +11,7 @@ data pipeline (synthetic images, augmentation, boundary targets) when --data is 
     .venv/bin/python bench/bench_step.py --configs fast --compile   # eager vs torch.compile (inductor) for the fast model
     .venv/bin/python bench/bench_step.py --backbones tf_efficientnet_lite0,tf_efficientnet_lite1,tf_efficientnet_lite2 --steps 8
     .venv/bin/python bench/bench_step.py --fuse                       # the CASENet fuse alone: GroupedFuse vs the grouped conv
+    .venv/bin/python bench/bench_step.py --lovasz --steps 8           # the job's step with and without a Lovasz-softmax term
 """
 import argparse, time, warnings
 import torch
@@ -24,6 +25,7 @@ ap.add_argument('--compile', action='store_true', help="also time the fast model
 ap.add_argument('--fuse', action='store_true', help="only time the CASENet fuse (layers.GroupedFuse) against the grouped 1x1 conv of the sliced concatenation it stands for, at the main job's shapes")
 ap.add_argument('--backbones', default=None, help="only time the fast model with each of these timm backbones (comma-separated), their steps alternated in one process; ratios against the first")
 ap.add_argument('--precision', default='auto', help="auto (what the main job runs: the recipe's mixed_precision on this CPU), fp32, bf16, or both (fp32 and bf16)")
+ap.add_argument('--lovasz', action='store_true', help="only time the fast model's step with and without the Lovasz-softmax term of experiments/main_job_tuning.py's 'lovasz1' arm, alternated in one process")
 a = ap.parse_args()
 warnings.filterwarnings('ignore')
 torch.set_num_threads(a.threads)
@@ -98,6 +100,27 @@ def time_backbones(names):
               f"({', '.join(f'{t:.2f}' for t in ts[n])}); {s / med[names[0]]:.2f}x {names[0]}; "
               f"{sum(p.numel() for p in runs[n][0].parameters()) / 1e6:.1f}M parameters", flush=True)
 
+def time_lovasz():
+    "Seconds per training step of the fast model, and of the same step with the 'lovasz1' arm's term added (weight 1), alternated."
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]/'experiments'))
+    from main_job_tuning import lovasz_softmax
+    cfg = MAIN_CONFIGS['fast']
+    rec = get_recipe(cfg['recipe'])
+    x, y = batch(rec)
+    m, loss, opt = build(cfg)
+    plus = lambda out, y: loss(out, y) + lovasz_softmax(out['seg'], y, loss.ignore_index)
+    ts = {'job': [], '+ Lovasz-softmax': []}
+    for i in range(a.steps + 1):
+        for k, fn in (('job', loss), ('+ Lovasz-softmax', plus)):  # alternated, so both see the same machine
+            t = train_step(m, fn, opt, x, y, False)
+            if i: ts[k].append(t)
+    med = {k: sorted(v)[len(v) // 2] for k, v in ts.items()}
+    for k, s in med.items(): print(f"fast, fp32, {k}: median {s:.3f} s per step ({', '.join(f'{t:.2f}' for t in ts[k])})")
+    print(f"ratio: {med['+ Lovasz-softmax'] / med['job']:.2f}x per step")
+
+if a.lovasz: time_lovasz(); raise SystemExit
 if a.fuse: time_fuse(); raise SystemExit
 if a.backbones: time_backbones(a.backbones.split(',')); raise SystemExit
 res, per_image = {}, {}

@@ -14,6 +14,10 @@ Arms run in parallel processes of one thread each (`--jobs`); results are append
     # the third: 500 training scenes at equal steps (epochs scaled by 100/500), and the learning curve of the job's configuration:
     python experiments/main_job_tuning.py --arms n_train500 bs4_lr4e-3 --epochs 50 --jobs 2 --out experiments/results/main_job_tuning_stage3.jsonl
     python experiments/main_job_tuning.py --arms bs4_lr4e-3 --epochs 96 --jobs 1 --out experiments/results/main_job_plateau.jsonl    # and --epochs 192
+    # the fifth, relative to the job as it is now (radius-1 targets; its rows are the fourth stage's 'edge_radius1'), and seeds 1-2 of two arms:
+    python experiments/main_job_tuning.py --arms ema0.995 bn_frozen --epochs 48 --jobs 2 --out experiments/results/main_job_tuning_stage5.jsonl
+    python experiments/main_job_tuning.py --arms lr8e-3_warmup lovasz1 --epochs 48 --jobs 2 --out experiments/results/main_job_tuning_stage5.jsonl
+    for s in 1 2; do python experiments/main_job_tuning.py --arms ema0.995 lovasz1 --seed $s --epochs 48 --jobs 2 --out experiments/results/main_job_tuning_stage5.jsonl; done
 
 Every arm's row also holds `miou_flip` and `iou_flip`: the same model evaluated with a left-right flip at test time
 (`inference.evaluate(..., flip=True)`).
