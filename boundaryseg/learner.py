@@ -369,7 +369,8 @@ def seg_learner(dls, # fastai DataLoaders of (img, mask[, inst]) batches
     cw = rec.class_weight
     if isinstance(cw, str): cw = class_weights(class_frequencies(_train_masks(dls), n_classes), cw)
     if loss_func is None:
-        weights = {**({'aux': 0} if not rec.aux and 'aux' in spec.losses else {}), **rec.loss_weights}
+        aux = (getattr(model, 'config', None) or {}).get('aux', rec.aux)  # the model's own: `model=` may be built without its aux head
+        weights = {**({'aux': 0} if not aux and 'aux' in spec.losses else {}), **rec.loss_weights}
         loss_func = seg_loss(spec, n_classes, class_weight=cw, ohem=rec.ohem, weights=weights, **rec.loss_kw)
     if hasattr(loss_func, 'target_names'): loss_func.target_names = tuple(getattr(dls, 'target_names', loss_func.target_names))
     _check_reads(loss_func)
