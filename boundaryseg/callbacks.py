@@ -29,22 +29,22 @@ class LossTermsCallback(Callback):
     def _names(self): return list(getattr(self.learn.loss_func, 'weights', {}))
 
     def before_fit(self):
-        self.terms = self._names()
+        self.terms, self._checked = self._names(), False
         if not self.terms or not hasattr(self.learn, 'recorder'): return
         names = list(self.recorder.metric_names)
         at = len(names) - 1 if names[-1] == 'time' else len(names)
         self.recorder.metric_names = type(self.recorder.metric_names)(
             names[:at] + [f'{p}_{t}' for p in ('train', 'valid') for t in self.terms] + names[at:])
-        self.sums, self._checked = {'train': None, 'valid': None}, False
+        self.sums = {'train': None, 'valid': None}
 
     def before_train(self): self.sums['train'] = None
 
     def after_loss(self):
         "On the first training batch of a fit: every term must have run (`SegLoss` skips a term whose outputs the model does not return)."
-        if not self.training or not self.terms or getattr(self, '_checked', False): return
+        if not self.training or not self.terms or self._checked: return
         self._checked = True
         last = getattr(self.learn.loss_func, 'last', None)
-        missing = [t for t in self.terms if last is not None and t not in last]
+        missing = [] if last is None else [t for t in self.terms if t not in last]
         if missing:
             keys = getattr(self.learn.loss_func, 'keys', {})
             got = sorted(self.learn.pred) if isinstance(self.learn.pred, dict) else ['(a tensor)']

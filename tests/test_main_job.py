@@ -51,3 +51,20 @@ def test_long_config_tiny(tmp_path):
     assert re.search(r'^ETA: \d+\.\d\d s per step, 2 steps left: .*\(plus a validation pass after every epoch\)', r.stdout, re.M), r.stdout[-2000:]
     assert re.search(r'ETA: a validation pass takes \d+\.\d s and 1 more follows: training ends in about \d+\.\d min '
                      r'\(2 steps and 1 validation\), then the evaluation', r.stdout, re.M), r.stdout[-2000:]
+
+
+def test_lovasz_softmax_is_the_jaccard_loss_at_hard_predictions():
+    "The fifth screening's Lovasz-softmax term (experiments/main_job_tuning.py): at one-hot predictions it equals 1 - the mean IoU of the classes present, counted here pixel by pixel."
+    import importlib.util, torch
+    spec = importlib.util.spec_from_file_location('main_job_tuning', Path(__file__).resolve().parents[1]/'experiments'/'main_job_tuning.py')
+    mj = importlib.util.module_from_spec(spec); spec.loader.exec_module(mj)
+    g = torch.Generator().manual_seed(0)
+    y, pred = torch.randint(0, 5, (2, 16, 16), generator=g), torch.randint(0, 5, (2, 16, 16), generator=g)
+    y[0, :2] = 255  # ignored
+    logits = torch.nn.functional.one_hot(pred, 5).permute(0, 3, 1, 2).float() * 100
+    keep, ious = y != 255, []
+    for c in range(5):
+        a, b = (pred == c) & keep, (y == c) & keep
+        if b.any(): ious.append(((a & b).sum() / (a | b).sum()).item())
+    assert abs(mj.lovasz_softmax(logits, y, 255).item() - (1 - sum(ious) / len(ious))) < 1e-5
+    assert mj.lovasz_softmax(torch.nn.functional.one_hot(y.clamp(max=4), 5).permute(0, 3, 1, 2).float() * 100, y, 255).item() < 1e-5  # perfect: 0
