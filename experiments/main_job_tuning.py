@@ -161,8 +161,8 @@ def run_arm(name, epochs, seed, root, device, threads):
     ef = ev(True)  # the same model at test time with a horizontal flip (mean of both predictions)
     learner = {k: (v.name if k == 'recipe' and not isinstance(v, str) else v) for k, v in kw.items()} | ({'unset': sorted(unset)} if unset else {})
     if backbone != cfg['backbone']: learner.update(backbone=backbone, pretrained=pretrained)
-    learner.setdefault('loss_kw', dict(rec.loss_kw))
-    if extra: learner['extra'] = extra  # the fifth stage's callbacks  # the boundary targets' radius trained (rows before this field: the recipe's radius 2)
+    learner.setdefault('loss_kw', dict(rec.loss_kw))  # the boundary targets' radius trained (rows before this field: the recipe's radius 2)
+    if extra: learner['extra'] = extra  # the fifth stage's callbacks
     return dict(arm=name, seed=seed, epochs=epochs, steps=epochs * len(dls.train), train_s=round(train_s, 1), miou=round(miou, 4),
                 miou_flip=round(float(ef['miou']), 4), iou_flip=_per_class(ef['iou'], dls.spec.classes), learner=learner,
                 data={k: list(v) if isinstance(v, tuple) else v for k, v in dl.items()} | {'n_train': n_train}, test_scale=test_scale, device=device,
